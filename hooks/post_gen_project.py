@@ -1,0 +1,47 @@
+"""Remove the files of options that are off, then print the next commands.
+
+One declarative manifest maps each yes/no option to the paths it owns; adding an option means adding
+a line here, not a function. No network at generation time: no ``uv sync``, no ``git``, no docker.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+ANSWERS: dict[str, str] = json.loads(r"""{{ cookiecutter | tojson }}""")
+
+# option -> paths (relative to the generated project) that exist only when the option is "yes".
+OPTION_PATHS: dict[str, tuple[str, ...]] = {
+    "include_docker": ("Dockerfile", ".dockerignore", ".hadolint.yaml"),
+    "include_k8s": ("deploy",),
+}
+
+
+def remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def main() -> None:
+    project = Path.cwd()
+    for option, paths in OPTION_PATHS.items():
+        if ANSWERS[option] != "yes":
+            for relative in paths:
+                remove(project / relative)
+    print(
+        f"\nCreated {ANSWERS['service_slug']} in {project}\n\nNext:\n"
+        f"  cd {project}\n"
+        "  git init && git add -A && git commit -m 'Initial commit from pool-service'\n"
+        "  make install    # .venv from the system Python, pinned dependencies\n"
+        "  make test       # the service's own tests, against real local servers\n"
+        "  make run        # serves http://127.0.0.1:8000/healthz\n"
+        "  make loadtest PROFILE=quick   # prove the pool survives exhaustion\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
