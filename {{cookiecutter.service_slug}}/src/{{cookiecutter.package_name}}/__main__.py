@@ -1,0 +1,50 @@
+"""``python -m <package>``: validate the settings, then serve with uvicorn (uvloop, httptools)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import uvicorn
+
+from .app import create_app
+from .log_config import configure_logging
+from .settings import SettingsError, load_settings
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    # One worker serves the app object; several need an import string each process can load.
+    target = create_app(settings) if settings.workers == 1 else f"{__package__}.app:create_app"
+    # uvicorn re-raises SIGTERM once it has shut down gracefully; that is a clean exit, status 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    uvicorn.run(
+        target,
+        factory=settings.workers > 1,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=settings.access_log,
+        server_header=False,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+    )
+    return 0
+
+
+def run() -> int:
+    try:
+        return main()
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn already shut down; no traceback
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,59 @@
+"""The lifespan owns the downstream clients: opened before the first request, drained at exit.
+
+It also makes ``/readyz`` answer 503 the moment SIGTERM arrives, before uvicorn starts draining,
+so a load balancer stops sending traffic while in-flight requests finish.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import FrameType
+from typing import TypedDict
+
+import structlog
+from fastapi import FastAPI
+
+from .downstream.registry import Downstreams, open_downstreams
+from .settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class LifespanState(TypedDict):
+    downstreams: Downstreams
+
+
+def not_ready_on_sigterm(app: FastAPI) -> None:
+    """Wrap the server's SIGTERM handler (uvicorn's) so readiness drops before draining."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals belong to the main thread; an embedded server (tests) has none
+    server_handler = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        app.state.ready = False
+        if callable(server_handler):
+            server_handler(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
+    settings: Settings = app.state.settings
+    not_ready_on_sigterm(app)
+    async with open_downstreams(
+        settings.downstreams,
+        deadline_header=settings.deadline_header,
+        drain_seconds=settings.shutdown_grace_seconds,
+    ) as downstreams:
+        app.state.downstreams = downstreams
+        app.state.ready = True
+        log.info("service.ready", downstreams=sorted(downstreams))
+        try:
+            yield {"downstreams": downstreams}
+        finally:
+            app.state.ready = False
+            log.info("service.stopping")

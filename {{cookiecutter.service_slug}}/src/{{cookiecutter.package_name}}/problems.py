@@ -1,0 +1,74 @@
+"""Every error leaves the service as ``application/problem+json`` (RFC 9457).
+
+HTTP errors, validation errors, downstream failures and unexpected exceptions all get a JSON
+body with ``type``, ``title``, ``status`` and ``detail``; never an HTML page, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from .downstream.errors import DownstreamError
+
+PROBLEM_JSON = "application/problem+json"
+log = structlog.get_logger(__name__)
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    body = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        **extensions,
+    }
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return problem(422, "the request is not valid", errors=errors)
+
+
+async def downstream_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DownstreamError)
+    retry_after = exc.retry_after_header
+    return problem(
+        exc.status_code,
+        exc.detail,
+        headers={"Retry-After": retry_after} if retry_after else None,
+        downstream=exc.downstream,
+        reason=exc.reason,
+    )
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("request.unhandled_exception", path=request.url.path, exc_info=exc)
+    return problem(500, "an unexpected error occurred; it has been logged")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(DownstreamError, downstream_error)
+    app.add_exception_handler(Exception, unexpected_error)
