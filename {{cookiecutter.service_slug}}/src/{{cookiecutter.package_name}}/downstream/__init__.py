@@ -1,0 +1,1 @@
+"""Every outbound HTTP call passes through this package (see ``client.Downstream``)."""

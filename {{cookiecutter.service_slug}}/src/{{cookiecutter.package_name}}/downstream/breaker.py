@@ -1,0 +1,380 @@
+"""Circuit breaker that trips on failure and slow-call *rates* over a time window.
+
+Why it exists: a downstream failing 40 % of its calls needs shedding as much as one
+failing ten calls in a row, and a count of consecutive failures sees only the second.
+No maintained asyncio breaker counts rates: pybreaker has no asyncio support and takes
+thread locks, aiobreaker was abandoned in 2021, purgatory and circuitbreaker count
+consecutive failures only. This one follows Resilience4j (failure and slow-call rate
+thresholds, a minimum number of calls, manual states) and lets one half-open probe
+through at a time, as Polly and Finagle do, so a recovering downstream is not hit by a
+stampede.
+
+No method awaits or locks: each runs to completion within one event-loop step, so one
+breaker is safe for every task on a loop, but it is not thread-safe.
+"""
+
+import contextlib
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+class BreakerState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+    FORCED_OPEN = "forced_open"
+    DISABLED = "disabled"
+    METRICS_ONLY = "metrics_only"
+
+
+# Module aliases for the hot path: on Python 3.11 looking up `BreakerState.CLOSED` costs
+# ~130 ns (the enum metaclass), a module global ~10 ns.
+_CLOSED = BreakerState.CLOSED
+_OPEN = BreakerState.OPEN
+_HALF_OPEN = BreakerState.HALF_OPEN
+_FORCED_OPEN = BreakerState.FORCED_OPEN
+_METRICS_ONLY = BreakerState.METRICS_ONLY
+
+StateChangeHook = Callable[[str, BreakerState, BreakerState], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    """Tuning for one breaker, checked when built so a bad value fails at start-up."""
+
+    window_seconds: int = 10
+    """Length of the sliding window, kept as one-second buckets."""
+    minimum_calls: int = 20
+    """No verdict while the window holds fewer calls: a few errors prove nothing."""
+    failure_rate_threshold: float = 0.5
+    """Open when failures / calls reaches this."""
+    slow_call_duration: float = 2.0
+    """Seconds; a call at least this long counts as slow, whatever its outcome."""
+    slow_call_rate_threshold: float = 1.0
+    """Open when slow calls / calls reaches this. 1.0 (Resilience4j's 100 %) opens only
+    when every call in the window is slow."""
+    open_duration: float = 5.0
+    """Seconds the first open period lasts."""
+    open_duration_max: float = 60.0
+    """Each failed half-open doubles the open period, up to this many seconds."""
+    half_open_probes: int = 3
+    """Consecutive successful probes needed to close again."""
+
+    def __post_init__(self) -> None:
+        _require(self.window_seconds >= 1, "window_seconds must be >= 1")
+        _require(self.minimum_calls >= 1, "minimum_calls must be >= 1")
+        _require(
+            0.0 < self.failure_rate_threshold <= 1.0,
+            "failure_rate_threshold must be in (0, 1]",
+        )
+        _require(self.slow_call_duration > 0.0, "slow_call_duration must be > 0")
+        _require(
+            0.0 < self.slow_call_rate_threshold <= 1.0,
+            "slow_call_rate_threshold must be in (0, 1]",
+        )
+        _require(
+            0.0 < self.open_duration <= self.open_duration_max,
+            "need 0 < open_duration <= open_duration_max",
+        )
+        _require(self.half_open_probes >= 1, "half_open_probes must be >= 1")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+class BreakerOpenError(Exception):
+    """The breaker refused the call before any I/O was done.
+
+    ``retry_after`` is the number of seconds until a probe may be let through: the rest
+    of the open period in OPEN; in HALF_OPEN, at most that long (the probe in flight may
+    settle sooner); ``open_duration`` in FORCED_OPEN, which only a manual reset ends.
+    """
+
+    def __init__(self, name: str, retry_after: float, state: BreakerState) -> None:
+        # The message is built in __str__: rejections are frequent while a breaker is
+        # open, and most are counted, not printed.
+        super().__init__(name, retry_after, state)
+        self.name = name
+        self.retry_after = retry_after
+        self.state = state
+
+    def __str__(self) -> str:
+        return f"circuit breaker {self.name!r} is {self.state}; retry after {self.retry_after:.3f}s"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSnapshot:
+    """Point-in-time view for metrics and health endpoints."""
+
+    state: BreakerState
+    calls: int
+    failures: int
+    slow_calls: int
+    failure_rate: float
+    slow_call_rate: float
+    seconds_until_half_open: float
+    """Rest of the open period; 0.0 in every state but OPEN."""
+    transitions: int
+    current_open_duration: float
+    """Length of the current (or next) open period, after backoff."""
+
+
+class CircuitBreaker:
+    """Failure-rate circuit breaker for one downstream.
+
+    Every admitted call must be settled exactly once with the flag acquire() returned::
+
+        probe = breaker.acquire()  # raises BreakerOpenError when cut off
+        started = clock()
+        try:
+            response = await send()
+        except asyncio.CancelledError:
+            breaker.record_cancelled(probe=probe)
+            raise
+        except Exception:
+            breaker.record_failure(clock() - started, probe=probe)
+            raise
+        if is_failure_status(response.status_code):
+            breaker.record_failure(clock() - started, probe=probe)
+        else:
+            breaker.record_success(clock() - started, probe=probe)
+    """
+
+    __slots__ = (
+        "_bucket_calls",
+        "_bucket_failures",
+        "_bucket_slow_calls",
+        "_calls",
+        "_clock",
+        "_config",
+        "_failures",
+        "_newest_second",
+        "_next_probe_at",
+        "_on_state_change",
+        "_open_duration",
+        "_probe_in_flight",
+        "_probe_successes",
+        "_slow_calls",
+        "_state",
+        "_transitions",
+        "name",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        config: BreakerConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_state_change: StateChangeHook | None = None,
+    ) -> None:
+        self.name = name
+        self._config = config
+        self._clock = clock
+        self._on_state_change = on_state_change
+        self._state = _CLOSED
+        self._transitions = 0
+        self._open_duration = config.open_duration
+        self._next_probe_at = 0.0  # end of the open period, or of the probe's lease
+        # Probe bookkeeping matters only in HALF_OPEN, which acquire() enters by setting it.
+        self._probe_in_flight = False
+        self._probe_successes = 0
+        # Ring of one-second buckets, index = second % window_seconds. Running totals
+        # make each record O(1); buckets expire lazily, when the clock has moved on.
+        self._bucket_calls = [0] * config.window_seconds
+        self._bucket_failures = [0] * config.window_seconds
+        self._bucket_slow_calls = [0] * config.window_seconds
+        self._calls = 0
+        self._failures = 0
+        self._slow_calls = 0
+        self._newest_second = int(clock())
+
+    @property
+    def state(self) -> BreakerState:
+        return self._state
+
+    def acquire(self) -> bool:
+        """Admit one call; True means it is the half-open probe.
+
+        Raises BreakerOpenError when OPEN, FORCED_OPEN, or HALF_OPEN with the probe
+        already in flight. The first call after the open period becomes the probe.
+        """
+        state = self._state
+        if state is _CLOSED:
+            return False
+        if state is _OPEN or state is _HALF_OPEN:
+            now = self._clock()
+            if state is _OPEN or self._probe_in_flight:
+                retry_after = self._next_probe_at - now
+                if retry_after > 0.0:
+                    raise BreakerOpenError(self.name, retry_after, state)
+            # The probe holds its slot for one open duration at most, so a probe that is
+            # never settled (a caller's bug) cannot wedge the breaker half-open.
+            self._probe_in_flight = True
+            self._next_probe_at = now + self._open_duration
+            if state is _OPEN:
+                self._probe_successes = 0
+                self._set_state(_HALF_OPEN)
+            return True
+        if state is _FORCED_OPEN:
+            raise BreakerOpenError(self.name, self._config.open_duration, state)
+        return False  # DISABLED or METRICS_ONLY
+
+    def record_success(self, duration: float, *, probe: bool) -> None:
+        """Settle a call that got a usable answer; a slow one counts as slow."""
+        slow = duration >= self._config.slow_call_duration
+        if probe:
+            self._settle_probe(healthy=not slow)
+        else:
+            self._record(failed=False, slow=slow)
+
+    def record_failure(self, duration: float, *, probe: bool) -> None:
+        """Settle a call that failed (error, timeout, or is_failure_status)."""
+        if probe:
+            self._settle_probe(healthy=False)
+        else:
+            self._record(failed=True, slow=duration >= self._config.slow_call_duration)
+
+    def record_cancelled(self, *, probe: bool) -> None:
+        """Settle a cancelled call: no verdict, but it frees the probe slot."""
+        if probe and self._state is _HALF_OPEN:
+            self._probe_in_flight = False
+
+    def force_open(self) -> None:
+        """Refuse every call until reset(), e.g. during a downstream's maintenance."""
+        self._set_state(_FORCED_OPEN)
+
+    def disable(self) -> None:
+        """Admit every call and record nothing, until reset()."""
+        self._set_state(BreakerState.DISABLED)
+
+    def metrics_only(self) -> None:
+        """Record and compute rates but never open: to try thresholds on live load."""
+        self._set_state(_METRICS_ONLY)
+
+    def reset(self) -> None:
+        """Back to CLOSED with an empty window and the base open duration."""
+        self._close()
+
+    def snapshot(self) -> BreakerSnapshot:
+        now = self._clock()
+        self._expire_buckets(int(now))
+        calls = self._calls
+        state = self._state
+        until_half_open = max(0.0, self._next_probe_at - now) if state is _OPEN else 0.0
+        return BreakerSnapshot(
+            state=state,
+            calls=calls,
+            failures=self._failures,
+            slow_calls=self._slow_calls,
+            failure_rate=self._failures / calls if calls else 0.0,
+            slow_call_rate=self._slow_calls / calls if calls else 0.0,
+            seconds_until_half_open=until_half_open,
+            transitions=self._transitions,
+            current_open_duration=self._open_duration,
+        )
+
+    def _record(self, *, failed: bool, slow: bool) -> None:
+        state = self._state
+        if state is not _CLOSED and state is not _METRICS_ONLY:
+            # DISABLED, or a call admitted before the breaker opened: the verdict is
+            # already made, and the window is cleared when the breaker closes.
+            return
+        index = self._expire_buckets(int(self._clock()))
+        self._bucket_calls[index] += 1
+        self._calls += 1
+        if failed:
+            self._bucket_failures[index] += 1
+            self._failures += 1
+        if slow:
+            self._bucket_slow_calls[index] += 1
+            self._slow_calls += 1
+        calls = self._calls
+        config = self._config
+        if (
+            state is _CLOSED
+            and calls >= config.minimum_calls
+            and (
+                self._failures / calls >= config.failure_rate_threshold
+                or self._slow_calls / calls >= config.slow_call_rate_threshold
+            )
+        ):
+            self._open()
+
+    def _settle_probe(self, *, healthy: bool) -> None:
+        if self._state is not _HALF_OPEN:
+            return  # a manual transition overtook the probe: its verdict is moot
+        self._probe_in_flight = False
+        if not healthy:
+            doubled = self._open_duration * 2.0
+            self._open_duration = min(doubled, self._config.open_duration_max)
+            self._open()
+            return
+        self._probe_successes += 1
+        if self._probe_successes >= self._config.half_open_probes:
+            self._close()
+
+    def _open(self) -> None:
+        self._next_probe_at = self._clock() + self._open_duration
+        self._set_state(_OPEN)
+
+    def _close(self) -> None:
+        self._clear_window(int(self._clock()))
+        self._open_duration = self._config.open_duration
+        self._set_state(_CLOSED)
+
+    def _set_state(self, new: BreakerState) -> None:
+        old = self._state
+        if new is old:
+            return
+        self._state = new
+        self._transitions += 1
+        hook = self._on_state_change
+        if hook is not None:
+            # The hook is user code, typically logging or metrics. A bug in it must not
+            # fail the call that caused the transition nor leave the breaker
+            # half-changed, so its exceptions are swallowed.
+            with contextlib.suppress(Exception):
+                hook(self.name, old, new)
+
+    def _expire_buckets(self, second: int) -> int:
+        """Zero the buckets that left the window; return the current bucket's index.
+
+        Each second's bucket is zeroed once, so this is O(1) amortised and never more
+        than window_seconds steps. A clock that steps back is treated as standing still.
+        """
+        newest = self._newest_second
+        size = len(self._bucket_calls)
+        if second <= newest:  # the common case under load: same second
+            return newest % size
+        if second - newest >= size:
+            self._clear_window(second)
+        else:
+            calls = self._bucket_calls
+            failures = self._bucket_failures
+            slow_calls = self._bucket_slow_calls
+            for stale in range(newest + 1, second + 1):
+                index = stale % size
+                self._calls -= calls[index]
+                self._failures -= failures[index]
+                self._slow_calls -= slow_calls[index]
+                calls[index] = failures[index] = slow_calls[index] = 0
+            self._newest_second = second
+        return second % size
+
+    def _clear_window(self, second: int) -> None:
+        size = len(self._bucket_calls)
+        self._bucket_calls = [0] * size
+        self._bucket_failures = [0] * size
+        self._bucket_slow_calls = [0] * size
+        self._calls = self._failures = self._slow_calls = 0
+        self._newest_second = second
+
+
+def is_failure_status(status_code: int) -> bool:
+    """5xx and 429 count against the downstream; any other status is an answer."""
+    return status_code >= 500 or status_code == 429

@@ -1,0 +1,155 @@
+"""Retry decisions for downstream calls, on tenacity.
+
+A fresh ``AsyncRetrying`` is built per call (a shared one corrupts its state across tasks:
+tenacity #93); the strategies it uses are built once per downstream. Rules:
+- only idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE) or requests with an
+  ``Idempotency-Key`` are retried, decided before the first attempt;
+- on connection errors and on 429/502/503/504 (configurable);
+- full-jitter exponential back-off, but never earlier than the server's ``Retry-After``
+  (seconds or HTTP date); a ``Retry-After`` above the cap is not retried at all;
+- never past the call's deadline, and only while the downstream's retry budget allows;
+- an HTTP/2 attempt refused by a GOAWAY before the server processed it is retried whatever the
+  method.
+"""
+
+from __future__ import annotations
+
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import structlog
+from tenacity import AsyncRetrying, RetryCallState
+from tenacity.wait import wait_random_exponential
+
+from .budget import RetryBudget
+from .config import RetrySettings
+from .httplib import httpx
+from .tracing import AttemptTrace
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+RETRYABLE_ERRORS = (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ConnectTimeout)
+
+log = structlog.get_logger("downstream.retry")
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def is_idempotent(method: str, headers: httpx.Headers) -> bool:
+    return method in IDEMPOTENT_METHODS or "idempotency-key" in headers
+
+
+class CallRetrying(AsyncRetrying):
+    """One call's retry loop: tenacity plus the facts the strategies need about this call."""
+
+    def __init__(
+        self, policy: RetryPolicy, *, deadline: float, idempotent: bool, trace: list[AttemptTrace]
+    ) -> None:
+        super().__init__(
+            stop=policy.should_stop,
+            wait=policy.wait,
+            retry=policy.should_retry,
+            before_sleep=policy.before_sleep,
+            retry_error_callback=last_outcome,
+        )
+        self.deadline = deadline
+        self.idempotent = idempotent
+        self.traces = trace
+        self.stopped_by: str | None = None
+
+
+def last_outcome(state: RetryCallState) -> Any:
+    """When retrying stops, hand back the last response (or raise the last error) unchanged."""
+    assert state.outcome is not None
+    return state.outcome.result()
+
+
+class RetryPolicy:
+    """Per-downstream strategies, shared by every ``CallRetrying`` of that downstream."""
+
+    def __init__(self, downstream: str, settings: RetrySettings, budget: RetryBudget) -> None:
+        self.downstream = downstream
+        self.settings = settings
+        self.budget = budget
+        self.backoff = wait_random_exponential(
+            multiplier=settings.backoff_base, max=settings.backoff_cap
+        )
+        self.retries_by_reason: dict[str, int] = {}
+
+    def call(
+        self, *, deadline: float, idempotent: bool, traces: list[AttemptTrace]
+    ) -> CallRetrying:
+        return CallRetrying(self, deadline=deadline, idempotent=idempotent, trace=traces)
+
+    def retry_reason(self, state: RetryCallState) -> str | None:
+        """Why this outcome may be retried, or None when it must not be."""
+        call = state.retry_object
+        assert isinstance(call, CallRetrying)
+        assert state.outcome is not None
+        if state.outcome.failed:
+            exc = state.outcome.exception()
+            traces = call.traces
+            if exc is not None and traces and traces[-1].never_processed(exc):
+                return "goaway_unprocessed"
+            if call.idempotent and isinstance(exc, RETRYABLE_ERRORS):
+                return type(exc).__name__
+            return None
+        response: httpx.Response = state.outcome.result()
+        if not call.idempotent or response.status_code not in self.settings.retryable_statuses:
+            return None
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if retry_after is not None and retry_after > self.settings.retry_after_cap:
+            return None
+        return f"status_{response.status_code}"
+
+    def should_retry(self, state: RetryCallState) -> bool:
+        return self.retry_reason(state) is not None
+
+    def wait(self, state: RetryCallState) -> float:
+        """Full-jitter back-off, but never before the server's ``Retry-After``."""
+        delay = self.backoff(state)
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            retry_after = parse_retry_after(outcome.result().headers.get("retry-after"))
+            if retry_after is not None:
+                delay = max(delay, retry_after)
+        return float(delay)
+
+    def should_stop(self, state: RetryCallState) -> bool:
+        call = state.retry_object
+        assert isinstance(call, CallRetrying)
+        if state.attempt_number >= self.settings.max_attempts:
+            call.stopped_by = "attempts"
+        elif time.monotonic() + state.upcoming_sleep >= call.deadline:
+            call.stopped_by = "deadline"
+        elif not self.budget.try_withdraw():
+            call.stopped_by = "budget"
+            log.warning("downstream.retry.budget_exhausted", downstream=self.downstream)
+        else:
+            return False
+        return True
+
+    def before_sleep(self, state: RetryCallState) -> None:
+        reason = self.retry_reason(state) or "unknown"
+        self.retries_by_reason[reason] = self.retries_by_reason.get(reason, 0) + 1
+        log.info(
+            "downstream.retry",
+            downstream=self.downstream,
+            attempt=state.attempt_number,
+            reason=reason,
+            delay=round(state.upcoming_sleep, 4),
+        )

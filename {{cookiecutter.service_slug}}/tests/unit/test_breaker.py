@@ -1,0 +1,439 @@
+"""CircuitBreaker: rate-based opening, single-flight half-open, backoff and manual states."""
+
+import copy
+import dataclasses
+from typing import Any
+
+import pytest
+
+from {{ cookiecutter.package_name }}.downstream.breaker import (
+    BreakerConfig,
+    BreakerOpenError,
+    BreakerState,
+    CircuitBreaker,
+    is_failure_status,
+)
+
+FAST = 0.01  # a call duration well under slow_call_duration
+SLOW = 5.0  # a call duration well over it
+
+
+class FakeClock:
+    """Time that moves only when the test says so."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+# Small numbers so each test reads on its own; production defaults are BreakerConfig().
+CONFIG = BreakerConfig(
+    window_seconds=10,
+    minimum_calls=4,
+    failure_rate_threshold=0.5,
+    slow_call_duration=1.0,
+    open_duration=5.0,
+    open_duration_max=20.0,
+    half_open_probes=2,
+)
+
+Change = tuple[str, BreakerState, BreakerState]
+
+
+def make_breaker(clock: FakeClock, **overrides: Any) -> tuple[CircuitBreaker, list[Change]]:
+    changes: list[Change] = []
+    breaker = CircuitBreaker(
+        "catalog",
+        dataclasses.replace(CONFIG, **overrides),
+        clock=clock,
+        on_state_change=lambda name, old, new: changes.append((name, old, new)),
+    )
+    return breaker, changes
+
+
+def state_of(breaker: CircuitBreaker) -> BreakerState:
+    # A call, not `breaker.state`: mypy keeps a property narrowed by one assert across the
+    # calls that change it, and would call the next assert unreachable.
+    return breaker.state
+
+
+def call(breaker: CircuitBreaker, *, ok: bool, duration: float = FAST) -> None:
+    """One normal call through a breaker that admits it."""
+    assert breaker.acquire() is False
+    if ok:
+        breaker.record_success(duration, probe=False)
+    else:
+        breaker.record_failure(duration, probe=False)
+
+
+def trip(breaker: CircuitBreaker) -> None:
+    for _ in range(4):
+        call(breaker, ok=False)
+    assert state_of(breaker) is BreakerState.OPEN
+
+
+def test_no_verdict_below_minimum_calls() -> None:
+    breaker, _ = make_breaker(FakeClock())
+    for _ in range(3):
+        call(breaker, ok=False)
+    assert state_of(breaker) is BreakerState.CLOSED
+    assert breaker.snapshot().failure_rate == 1.0
+
+
+def test_opens_when_failure_rate_reaches_threshold() -> None:
+    breaker, changes = make_breaker(FakeClock())
+    call(breaker, ok=True)
+    call(breaker, ok=True)
+    call(breaker, ok=False)
+    assert state_of(breaker) is BreakerState.CLOSED
+    call(breaker, ok=False)  # 2 of 4 = 50 %
+    assert state_of(breaker) is BreakerState.OPEN
+    assert changes == [("catalog", BreakerState.CLOSED, BreakerState.OPEN)]
+
+
+def test_stays_closed_just_below_threshold() -> None:
+    breaker, _ = make_breaker(FakeClock())
+    for _ in range(5):
+        call(breaker, ok=True)
+    for _ in range(4):
+        call(breaker, ok=False)  # 4 of 9 = 44 %
+    assert state_of(breaker) is BreakerState.CLOSED
+    assert breaker.snapshot().failures == 4
+
+
+def test_open_rejects_fast_with_time_left() -> None:
+    clock = FakeClock()
+    breaker, _ = make_breaker(clock)
+    trip(breaker)
+    clock.advance(2.0)
+    with pytest.raises(BreakerOpenError) as caught:
+        breaker.acquire()
+    assert caught.value.name == "catalog"
+    assert caught.value.state is BreakerState.OPEN
+    assert caught.value.retry_after == pytest.approx(3.0)
+    assert breaker.snapshot().seconds_until_half_open == pytest.approx(3.0)
+
+
+def test_error_copies_like_pickling_and_reads_well() -> None:
+    error = copy.deepcopy(BreakerOpenError("catalog", 1.5, BreakerState.OPEN))
+    assert (error.name, error.retry_after, error.state) == ("catalog", 1.5, BreakerState.OPEN)
+    assert str(error) == "circuit breaker 'catalog' is open; retry after 1.500s"
+
+
+def test_calls_settled_while_open_are_ignored() -> None:
+    breaker, _ = make_breaker(FakeClock())
+    for _ in range(3):
+        assert breaker.acquire() is False  # admitted while still closed
+    trip(breaker)
+    for _ in range(3):
+        breaker.record_success(FAST, probe=False)
+    assert breaker.snapshot().calls == 4
+
+
+def test_first_call_after_open_period_is_the_only_probe() -> None:
+    clock = FakeClock()
+    breaker, changes = make_breaker(clock)
+    trip(breaker)
+    clock.advance(5.0)
+    assert breaker.snapshot().seconds_until_half_open == 0.0
+    assert breaker.acquire() is True
+    assert state_of(breaker) is BreakerState.HALF_OPEN
+    clock.advance(1.0)
+    with pytest.raises(BreakerOpenError) as caught:
+        breaker.acquire()
+    assert caught.value.state is BreakerState.HALF_OPEN
+    assert caught.value.retry_after == pytest.approx(4.0)  # the probe's lease: one open period
+    assert changes[-1] == ("catalog", BreakerState.OPEN, BreakerState.HALF_OPEN)
+
+
+def test_probe_never_settled_cannot_wedge_the_breaker() -> None:
+    clock = FakeClock()
+    breaker, _ = make_breaker(clock)
+    trip(breaker)
+    clock.advance(5.0)
+    assert breaker.acquire() is True  # this probe is lost: nobody settles it
+    clock.advance(4.9)
+    with pytest.raises(BreakerOpenError):
+        breaker.acquire()
+    clock.advance(0.1)
+    assert breaker.acquire() is True  # the lease ran out: a new probe goes through
+    breaker.record_success(FAST, probe=True)
+    assert breaker.acquire() is True
+    breaker.record_success(FAST, probe=True)
+    assert state_of(breaker) is BreakerState.CLOSED
+
+
+def test_consecutive_probe_successes_close_and_clear_the_window() -> None:
+    clock = FakeClock()
+    breaker, changes = make_breaker(clock)
+    trip(breaker)
+    clock.advance(5.0)
+    assert breaker.acquire() is True
+    breaker.record_success(FAST, probe=True)
+    assert state_of(breaker) is BreakerState.HALF_OPEN  # 1 of 2 probes
+    assert breaker.acquire() is True  # the slot is free again
+    breaker.record_success(FAST, probe=True)
+    assert state_of(breaker) is BreakerState.CLOSED
+    snapshot = breaker.snapshot()
+    assert (snapshot.calls, snapshot.failures, snapshot.transitions) == (0, 0, 3)
+    assert changes[-1] == ("catalog", BreakerState.HALF_OPEN, BreakerState.CLOSED)
+
+
+def test_failed_probe_reopens_with_doubled_duration_up_to_the_cap() -> None:
+    clock = FakeClock()
+    breaker, _ = make_breaker(clock)
+    trip(breaker)
+    expected = [10.0, 20.0, 20.0]  # base 5 s doubles, capped at 20 s
+    elapsed = 5.0
+    for duration in expected:
+        clock.advance(elapsed)
+        assert breaker.acquire() is True
+        breaker.record_failure(FAST, probe=True)
+        assert state_of(breaker) is BreakerState.OPEN
+        snapshot = breaker.snapshot()
+        assert snapshot.current_open_duration == duration
+        assert snapshot.seconds_until_half_open == pytest.approx(duration)
+        clock.advance(duration - 0.5)
+        with pytest.raises(BreakerOpenError) as caught:
+            breaker.acquire()
+        assert caught.value.retry_after == pytest.approx(0.5)
+        elapsed = 0.5
+
+
+def test_slow_probe_success_reopens() -> None:
+    clock = FakeClock()
+    breaker, _ = make_breaker(clock)
+    trip(breaker)
+    clock.advance(5.0)
+    assert breaker.acquire() is True
+    breaker.record_success(SLOW, probe=True)
+    assert state_of(breaker) is BreakerState.OPEN
+    assert breaker.snapshot().current_open_duration == 10.0
+
+
+def test_close_resets_the_backoff() -> None:
+    clock = FakeClock()
+    breaker, _ = make_breaker(clock)
+    trip(breaker)
+    clock.advance(5.0)
+    breaker.acquire()
+    breaker.record_failure(FAST, probe=True)  # open for 10 s
+    clock.advance(10.0)
+    for _ in range(2):
+        assert breaker.acquire() is True
+        breaker.record_success(FAST, probe=True)
+    assert state_of(breaker) is BreakerState.CLOSED
+    assert breaker.snapshot().current_open_duration == 5.0
+    trip(breaker)
+    assert breaker.snapshot().seconds_until_half_open == pytest.approx(5.0)
+
+
+def test_cancelled_probe_frees_the_slot_without_a_verdict() -> None:
+    clock = FakeClock()
+    breaker, _ = make_breaker(clock)
+    trip(breaker)
+    clock.advance(5.0)
+    assert breaker.acquire() is True
+    breaker.record_success(FAST, probe=True)
+    assert breaker.acquire() is True
+    breaker.record_cancelled(probe=True)
+    assert state_of(breaker) is BreakerState.HALF_OPEN
+    assert breaker.acquire() is True  # the slot came back
+    breaker.record_success(FAST, probe=True)  # second consecutive success: the count held
+    assert state_of(breaker) is BreakerState.CLOSED
+
+
+def test_slow_successes_count_as_slow_not_failed() -> None:
+    breaker, _ = make_breaker(FakeClock(), slow_call_rate_threshold=0.75)
+    call(breaker, ok=True)
+    for _ in range(2):
+        call(breaker, ok=True, duration=SLOW)
+    assert breaker.snapshot().failures == 0
+    call(breaker, ok=True, duration=1.0)  # exactly slow_call_duration counts as slow
+    assert state_of(breaker) is BreakerState.OPEN
+    snapshot = breaker.snapshot()
+    assert (snapshot.failures, snapshot.slow_calls, snapshot.slow_call_rate) == (0, 3, 0.75)
+
+
+def test_slow_failure_counts_as_both() -> None:
+    breaker, _ = make_breaker(FakeClock())
+    call(breaker, ok=False, duration=SLOW)
+    snapshot = breaker.snapshot()
+    assert (snapshot.calls, snapshot.failures, snapshot.slow_calls) == (1, 1, 1)
+
+
+def test_full_slow_rate_threshold_needs_every_call_slow() -> None:
+    breaker, _ = make_breaker(FakeClock(), slow_call_rate_threshold=1.0)
+    call(breaker, ok=True)
+    for _ in range(20):
+        call(breaker, ok=True, duration=SLOW)
+    assert state_of(breaker) is BreakerState.CLOSED
+    breaker.reset()
+    for _ in range(4):
+        call(breaker, ok=True, duration=SLOW)
+    assert state_of(breaker) is BreakerState.OPEN
+
+
+def test_old_calls_leave_the_window() -> None:
+    clock = FakeClock(1000.0)
+    breaker, _ = make_breaker(clock)
+    for _ in range(3):
+        call(breaker, ok=False)  # second 1000
+    clock.advance(9.0)  # second 1009: still inside the 10 s window
+    assert breaker.snapshot().calls == 3
+    clock.advance(1.0)  # second 1010: second 1000 has left
+    assert breaker.snapshot().calls == 0
+    for _ in range(3):
+        call(breaker, ok=False)
+    assert state_of(breaker) is BreakerState.CLOSED  # 3 recent failures are below minimum_calls
+
+
+def test_buckets_expire_one_second_at_a_time() -> None:
+    clock = FakeClock(1000.5)
+    breaker, _ = make_breaker(clock, minimum_calls=100)
+    for second in range(10):  # one call in each of seconds 1000..1009, odd ones failing
+        call(breaker, ok=second % 2 == 0)
+        clock.advance(1.0)
+    assert breaker.snapshot().calls == 9  # now at 1010: second 1000 is gone
+    clock.advance(4.0)
+    snapshot = breaker.snapshot()
+    assert (snapshot.calls, snapshot.failures) == (5, 3)  # seconds 1005..1009 remain
+    clock.advance(100.0)
+    assert breaker.snapshot().calls == 0
+
+
+def test_clock_stepping_back_records_in_the_newest_bucket() -> None:
+    clock = FakeClock(1000.0)
+    breaker, _ = make_breaker(clock)
+    clock.advance(5.0)
+    call(breaker, ok=True)
+    clock.advance(-3.0)
+    call(breaker, ok=True)
+    assert breaker.snapshot().calls == 2
+
+
+def test_forced_open_refuses_until_reset() -> None:
+    clock = FakeClock()
+    breaker, changes = make_breaker(clock)
+    breaker.force_open()
+    clock.advance(3600.0)
+    with pytest.raises(BreakerOpenError) as caught:
+        breaker.acquire()
+    assert caught.value.state is BreakerState.FORCED_OPEN
+    assert caught.value.retry_after == 5.0
+    assert breaker.snapshot().seconds_until_half_open == 0.0
+    breaker.reset()
+    assert breaker.acquire() is False
+    assert changes == [
+        ("catalog", BreakerState.CLOSED, BreakerState.FORCED_OPEN),
+        ("catalog", BreakerState.FORCED_OPEN, BreakerState.CLOSED),
+    ]
+
+
+def test_disabled_admits_everything_and_records_nothing() -> None:
+    breaker, _ = make_breaker(FakeClock())
+    breaker.disable()
+    for _ in range(50):
+        call(breaker, ok=False)
+    assert state_of(breaker) is BreakerState.DISABLED
+    assert breaker.snapshot().calls == 0
+
+
+def test_metrics_only_records_but_never_opens() -> None:
+    breaker, _ = make_breaker(FakeClock())
+    breaker.metrics_only()
+    for _ in range(50):
+        call(breaker, ok=False)
+    snapshot = breaker.snapshot()
+    assert snapshot.state is BreakerState.METRICS_ONLY
+    assert (snapshot.calls, snapshot.failure_rate) == (50, 1.0)
+
+
+def test_reset_clears_window_backoff_and_probe() -> None:
+    clock = FakeClock()
+    breaker, _ = make_breaker(clock)
+    trip(breaker)
+    clock.advance(5.0)
+    breaker.acquire()
+    breaker.record_failure(FAST, probe=True)  # backoff doubled to 10 s
+    clock.advance(10.0)
+    assert breaker.acquire() is True  # probe in flight
+    breaker.reset()
+    breaker.record_failure(FAST, probe=True)  # the overtaken probe's verdict is moot
+    snapshot = breaker.snapshot()
+    assert snapshot.state is BreakerState.CLOSED
+    assert (snapshot.calls, snapshot.current_open_duration) == (0, 5.0)
+
+
+def test_manual_transition_to_same_state_is_not_a_transition() -> None:
+    breaker, changes = make_breaker(FakeClock())
+    breaker.reset()
+    breaker.disable()
+    breaker.disable()
+    assert changes == [("catalog", BreakerState.CLOSED, BreakerState.DISABLED)]
+    assert breaker.snapshot().transitions == 1
+
+
+def test_hook_errors_do_not_break_the_breaker() -> None:
+    def broken_hook(name: str, old: BreakerState, new: BreakerState) -> None:
+        raise RuntimeError("bug in a logging hook")
+
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "catalog",
+        BreakerConfig(minimum_calls=1, open_duration=1.0, half_open_probes=1),
+        clock=clock,
+        on_state_change=broken_hook,
+    )
+    breaker.acquire()
+    breaker.record_failure(FAST, probe=False)
+    assert state_of(breaker) is BreakerState.OPEN
+    clock.advance(1.0)
+    assert breaker.acquire() is True
+    breaker.record_success(FAST, probe=True)
+    assert state_of(breaker) is BreakerState.CLOSED
+    assert breaker.snapshot().transitions == 3
+
+
+@pytest.mark.parametrize(
+    ("status_code", "failed"),
+    [
+        (200, False),
+        (204, False),
+        (304, False),
+        (400, False),
+        (404, False),
+        (409, False),
+        (429, True),
+        (500, True),
+        (502, True),
+        (503, True),
+        (504, True),
+    ],
+)
+def test_failure_statuses(status_code: int, failed: bool) -> None:
+    assert is_failure_status(status_code) is failed
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"window_seconds": 0},
+        {"minimum_calls": 0},
+        {"failure_rate_threshold": 0.0},
+        {"failure_rate_threshold": 1.5},
+        {"slow_call_duration": 0.0},
+        {"slow_call_rate_threshold": 0.0},
+        {"open_duration": 0.0},
+        {"open_duration": 10.0, "open_duration_max": 5.0},
+        {"half_open_probes": 0},
+    ],
+)
+def test_config_refuses_nonsense(overrides: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"must|need"):
+        dataclasses.replace(BreakerConfig(), **overrides)
