@@ -31,6 +31,7 @@ from .breaker import (
 )
 from .budget import RetryBudget, RetryBudgetConfig
 from .bulkhead import Bulkhead, BulkheadConfig, BulkheadFullError
+from .cancellation import CancellationSafeSender
 from .config import DownstreamSettings
 from .deadline import call_deadline
 from .errors import (
@@ -61,6 +62,7 @@ class Downstream:
         self.name = name
         self.settings = settings
         self.client = client
+        self.sender = CancellationSafeSender(client)
         self.deadline_header = deadline_header
         self.paths = PathBuilder(name, settings.base_url)
         self.bulkhead = Bulkhead(name, BulkheadConfig(**settings.bulkhead.model_dump()))
@@ -156,7 +158,7 @@ class Downstream:
             started = time.monotonic()
             try:
                 self._prepare_attempt(request, deadline)
-                response = await self.client.send(request, stream=True)
+                response = await self.sender.send(request)
             except httpx.HTTPError as exc:
                 self.breaker.record_failure(time.monotonic() - started, probe=probe)
                 raise self._error_for_exception(exc) from None
@@ -201,6 +203,7 @@ class Downstream:
                 reason="shed",
                 retry_after=exc.retry_after,
             ) from None
+        slot_follows_abandoned_send = False
         try:
             try:
                 probe = self.breaker.acquire()
@@ -212,9 +215,22 @@ class Downstream:
                     reason="breaker_open",
                     retry_after=exc.retry_after,
                 ) from None
-            yield probe
+            try:
+                yield probe
+            except BaseException:
+                # A cancelled caller's send may still hold a connection (see cancellation.py):
+                # its slot is released when that send ends, or the pool would be over-admitted.
+                abandoned = self.sender.take_abandoned()
+                if abandoned is not None:
+                    abandoned.add_done_callback(self._release_slot)
+                    slot_follows_abandoned_send = True
+                raise
         finally:
-            self.bulkhead.release()
+            if not slot_follows_abandoned_send:
+                self.bulkhead.release()
+
+    def _release_slot(self, _send: object) -> None:
+        self.bulkhead.release()
 
     async def _send_with_retries(self, request: httpx.Request, deadline: float) -> httpx.Response:
         self.budget.deposit()
@@ -254,7 +270,7 @@ class Downstream:
             trace = AttemptTrace()
             traces.append(trace)
             request.extensions["trace"] = trace
-        response = await self.client.send(request, stream=True)
+        response = await self.sender.send(request)
         try:
             # The connection is assigned by now, so cancelling here cannot orphan it.
             async with asyncio.timeout(deadline - time.monotonic()):

@@ -42,8 +42,9 @@ class PathBuilder:
         if "\\" in path or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in path):
             raise self.refuse("the path holds a backslash or a control character")
         for segment in path.split("/"):
-            if unquote(unquote(segment)) in DOT_SEGMENTS:
-                raise self.refuse("the path holds a '.' or '..' segment")
+            decoded = unquote(unquote(segment)).replace("\\", "/")
+            if any(part in DOT_SEGMENTS for part in decoded.split("/")):
+                raise self.refuse("the path holds a '.' or '..' segment, plain or encoded")
         if "?" in path or "#" in path:
             raise self.refuse("pass query parameters as params=, not inside the path")
         return path
