@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import sys
+import tempfile
 
 import uvicorn
 
-from .app import create_app
 from .log_config import configure_logging
 from .settings import SettingsError, load_settings
+
+
+def use_multiprocess_metrics() -> None:
+    """Point prometheus_client at a fresh directory shared by the workers.
+
+    It must happen before anything imports prometheus_client, which reads the variable at import.
+    """
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+        os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prometheus-")
 
 
 def main() -> int:
@@ -19,6 +33,10 @@ def main() -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)
+    if settings.workers > 1:
+        use_multiprocess_metrics()
+    from .app import create_app  # after the metrics mode is settled
+
     # One worker serves the app object; several need an import string each process can load.
     target = create_app(settings) if settings.workers == 1 else f"{__package__}.app:create_app"
     # uvicorn re-raises SIGTERM once it has shut down gracefully; that is a clean exit, status 0.

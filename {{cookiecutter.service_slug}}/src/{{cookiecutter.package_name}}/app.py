@@ -8,7 +8,7 @@ from .lifespan import lifespan
 from .log_config import configure_logging
 from .problems import install_problem_handlers
 from .request_context import RequestContextMiddleware
-from .routes import debug, health, items
+from .routes import debug, health, items, metrics
 from .settings import Settings, load_settings
 
 SERVICE_TITLE = {{ cookiecutter.project_name | tojson }}
@@ -26,6 +26,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(items.router)
     if settings.debug_endpoints:
         app.include_router(debug.router)
+    if settings.metrics_endpoint:
+        app.include_router(metrics.router)
     app.add_middleware(
         RequestContextMiddleware,
         deadline_header=settings.deadline_header,

@@ -6,6 +6,7 @@ so a load balancer stops sending traffic while in-flight requests finish.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from typing import TypedDict
 import structlog
 from fastapi import FastAPI
 
+from .downstream.monitor import PoolMonitor
 from .downstream.registry import Downstreams, open_downstreams
 from .settings import Settings
 
@@ -40,6 +42,14 @@ def not_ready_on_sigterm(app: FastAPI) -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
+def mark_worker_stopped() -> None:
+    """In multiprocess mode, drop this worker's live gauges from the sums."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
     settings: Settings = app.state.settings
@@ -48,7 +58,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
         settings.downstreams,
         deadline_header=settings.deadline_header,
         drain_seconds=settings.shutdown_grace_seconds,
+        observability=settings.observability,
     ) as downstreams:
+        monitor = PoolMonitor(downstreams.values(), settings.observability)
+        monitor.start()
         app.state.downstreams = downstreams
         app.state.ready = True
         log.info("service.ready", downstreams=sorted(downstreams))
@@ -57,3 +70,5 @@ async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
         finally:
             app.state.ready = False
             log.info("service.stopping")
+            await monitor.stop()
+            mark_worker_stopped()

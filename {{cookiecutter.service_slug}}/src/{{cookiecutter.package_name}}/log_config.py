@@ -48,7 +48,9 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "info") -> No
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        cache_logger_on_first_use=True,
+        # Not cached globally: the hot path binds its own logger per downstream at start-up
+        # (Downstream.log), so module-level loggers stay free to follow a re-configuration.
+        cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=SHARED_PROCESSORS,

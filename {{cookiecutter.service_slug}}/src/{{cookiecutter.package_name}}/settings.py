@@ -12,7 +12,7 @@ from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .downstream.config import DownstreamSettings
+from .downstream.config import DownstreamSettings, ObservabilitySettings
 
 ENV_PREFIX = "{{ cookiecutter.package_name | upper }}_"
 
@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     deadline_header: str = Field(default="x-request-deadline-ms", pattern=r"^[a-z0-9-]+$")
     default_deadline_seconds: float = Field(default=10.0, gt=0, le=300)
     debug_endpoints: bool = True
+    metrics_endpoint: bool = True
+    observability: ObservabilitySettings = ObservabilitySettings()
     downstreams: dict[str, DownstreamSettings] = Field(default_factory=dict)
 
     @model_validator(mode="before")

@@ -17,6 +17,7 @@ import pytest
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.downstream.httplib import httpx
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, load_settings
+
 from tests.live import serve
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

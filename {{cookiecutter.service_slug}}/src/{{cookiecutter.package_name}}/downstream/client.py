@@ -3,12 +3,15 @@
 deadline -> bulkhead -> circuit breaker -> retry loop -> per-attempt timeout -> httpx.
 
 - Bodies are always read and the response closed before ``request`` returns, so a connection can
-  never be left checked out; ``stream`` is an ``async with`` that always closes.
+  never be left checked out; ``stream`` is an ``async with`` that always closes, and a stream
+  held open too long or dropped unclosed is reported with the line that opened it.
 - Time is enforced with httpx's own timeouts, capped by what remains of the deadline. Nothing
   wraps pool acquisition in ``asyncio.wait_for``/``timeout``: cancelling a task while it waits on
   httpcore's pool leaks a connection forever (httpcore #1093). Only the body read, which runs
   after a connection is assigned, sits under ``asyncio.timeout``.
 - Failures become ``DownstreamError`` subclasses that ``problems`` turns into 502/503/504.
+- The hot path logs nothing above DEBUG; sheds and PoolTimeouts log ``downstream.pool.exhausted``
+  at most once per configured interval, with the oldest calls in flight.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from .breaker import (
 from .budget import RetryBudget, RetryBudgetConfig
 from .bulkhead import Bulkhead, BulkheadConfig, BulkheadFullError
 from .cancellation import CancellationSafeSender
-from .config import DownstreamSettings
+from .config import DownstreamSettings, ObservabilitySettings
 from .deadline import call_deadline
 from .errors import (
     DownstreamBadGateway,
@@ -41,6 +44,9 @@ from .errors import (
     DownstreamUnavailable,
 )
 from .httplib import httpx
+from .inflight import InFlightCall, InFlightCalls, OpenStreams
+from .metrics import DownstreamMetrics
+from .pool_internals import client_pool, pool_stats
 from .retry import RetryPolicy, is_idempotent, parse_retry_after
 from .tracing import AttemptTrace
 from .urls import DEFAULT_PORTS, PathBuilder
@@ -58,18 +64,22 @@ class Downstream:
         client: httpx.AsyncClient,
         *,
         deadline_header: str,
+        observability: ObservabilitySettings | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
         self.client = client
-        self.sender = CancellationSafeSender(client)
         self.deadline_header = deadline_header
+        self.observability = observability or ObservabilitySettings()
+        self.sender = CancellationSafeSender(client)
         self.paths = PathBuilder(name, settings.base_url)
+        self.metrics = DownstreamMetrics(name)
+        self.log = log.bind(downstream=name)  # bound once: a filtered-out debug() is a no-op
         self.bulkhead = Bulkhead(name, BulkheadConfig(**settings.bulkhead.model_dump()))
         self.breaker = CircuitBreaker(
             name,
             BreakerConfig(**settings.breaker.model_dump()),
-            on_state_change=log_breaker_change,
+            on_state_change=self._breaker_changed,
         )
         self.budget = RetryBudget(
             RetryBudgetConfig(
@@ -78,15 +88,22 @@ class Downstream:
                 ttl_seconds=settings.retry.budget_window_seconds,
             )
         )
-        self.retry = RetryPolicy(name, settings.retry, self.budget)
+        self.retry = RetryPolicy(name, settings.retry, self.budget, self.metrics)
+        self.in_flight = InFlightCalls()
+        self.open_streams = OpenStreams()
         self.outcomes: Counter[str] = Counter()
+        self.orphans_repaired = 0
+        self.last_exhausted_log = float("-inf")
+        self.exhausted_suppressed = 0
         timeouts = settings.timeouts
         self.full_timeout = httpx.Timeout(
             connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=timeouts.pool
-        )
+        ).as_dict()
         self.longest_timeout = max(timeouts.connect, timeouts.read, timeouts.write, timeouts.pool)
-        # Traces are needed to tell a GOAWAY-refused HTTP/2 request from a processed one.
-        self.trace_attempts = settings.http2 and settings.base_url.startswith("https://")
+        # Traces tell a GOAWAY-refused HTTP/2 request from a processed one, and measure pool wait.
+        self.trace_attempts = self.observability.trace_pool_wait or (
+            settings.http2 and settings.base_url.startswith("https://")
+        )
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -112,26 +129,21 @@ class Downstream:
         now = time.monotonic()
         deadline = call_deadline(self.settings.deadline_seconds, now)
         if deadline <= now:
-            self.outcomes["timeout"] += 1
+            self._count("timeout")
             raise DownstreamTimeout(self.name, "the request's deadline had already passed")
-        async with self._admitted() as probe:
-            started = time.monotonic()
+        async with self._admitted(request.method, path) as (probe, call):
             try:
-                response = await self._send_with_retries(request, deadline)
+                response = await self._send_with_retries(request, deadline, call)
             except DownstreamError as exc:
-                self.breaker.record_failure(time.monotonic() - started, probe=probe)
-                self.outcomes[exc.reason] += 1
+                self._record(probe, call, exc.reason, failed=True)
                 raise
             except BaseException:  # cancelled, or a bug: no verdict on the downstream
                 self.breaker.record_cancelled(probe=probe)
                 raise
-            duration = time.monotonic() - started
             if is_failure_status(response.status_code):
-                self.breaker.record_failure(duration, probe=probe)
-                self.outcomes["error"] += 1
+                self._record(probe, call, "error", failed=True)
                 raise self._error_for_status(response)
-            self.breaker.record_success(duration, probe=probe)
-            self.outcomes["ok"] += 1
+            self._record(probe, call, "ok", failed=False)
             return response
 
     async def get(self, path: str, **kwargs: Any) -> httpx.Response:
@@ -154,25 +166,63 @@ class Downstream:
         """
         request = self._build_request(method, path, path_params, params=params, headers=headers)
         deadline = call_deadline(self.settings.deadline_seconds, time.monotonic())
-        async with self._admitted() as probe:
-            started = time.monotonic()
-            try:
-                self._prepare_attempt(request, deadline)
-                response = await self.sender.send(request)
-            except httpx.HTTPError as exc:
-                self.breaker.record_failure(time.monotonic() - started, probe=probe)
-                raise self._error_for_exception(exc) from None
-            except BaseException:
-                self.breaker.record_cancelled(probe=probe)
-                raise
-            try:
-                if is_failure_status(response.status_code):
-                    self.breaker.record_failure(time.monotonic() - started, probe=probe)
-                    raise self._error_for_status(response)
-                self.breaker.record_success(time.monotonic() - started, probe=probe)
-                yield response
-            finally:
-                await response.aclose()
+        opened = self.open_streams.open(request.method, path, depth=3)
+        try:
+            async with self._admitted(request.method, path) as (probe, call):
+                try:
+                    self._prepare_attempt(request, deadline)
+                    response = await self.sender.send(request)
+                except httpx.HTTPError as exc:
+                    error = self._error_for_exception(exc)
+                    self._record(probe, call, error.reason, failed=True)
+                    raise error from None
+                except BaseException:
+                    self.breaker.record_cancelled(probe=probe)
+                    raise
+                try:
+                    if is_failure_status(response.status_code):
+                        self._record(probe, call, "error", failed=True)
+                        raise self._error_for_status(response)
+                    self._record(probe, call, "ok", failed=False)
+                    yield response
+                finally:
+                    await response.aclose()
+        except GeneratorExit:  # the context was dropped unexited and collected
+            self.metrics.leak("garbage_collected")
+            log.warning(
+                "downstream.response.leaked",
+                downstream=self.name,
+                kind="garbage_collected",
+                **opened.describe(time.monotonic()),
+            )
+            raise
+        finally:
+            self.open_streams.close(opened)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Pool, bulkhead and utilisation now (for logs, the monitor and /debug/downstreams)."""
+        stats = pool_stats(client_pool(self.client))
+        in_flight = self.bulkhead.in_flight
+        queued = self.bulkhead.queued
+        self.metrics.pool(stats, in_flight, queued)
+        utilisation = max(
+            in_flight / self.settings.bulkhead.max_concurrency,
+            (stats.active + stats.connecting) / self.settings.limits.max_connections,
+        )
+        return {
+            "pool": {
+                "connecting": stats.connecting,
+                "active": stats.active,
+                "idle": stats.idle,
+                "http2": stats.http2,
+                "requests_active": stats.requests_active,
+                "requests_queued": stats.requests_queued,
+                "max_connections": self.settings.limits.max_connections,
+            },
+            "in_flight": in_flight,
+            "queued": queued,
+            "utilisation": round(utilisation, 3),
+        }
 
     async def aclose(self, drain_seconds: float) -> None:
         """Wait (bounded) for calls in flight to finish, then close the pool."""
@@ -185,18 +235,20 @@ class Downstream:
                 "downstream.close.undrained",
                 downstream=self.name,
                 in_flight=self.bulkhead.in_flight,
+                oldest_calls=self.in_flight.oldest(),
             )
         await self.client.aclose()
 
     # -- pipeline -----------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def _admitted(self) -> AsyncIterator[bool]:
-        """Bulkhead then breaker; yields whether this call is a half-open probe."""
+    async def _admitted(self, method: str, route: str) -> AsyncIterator[tuple[bool, InFlightCall]]:
+        """Bulkhead then breaker; yields (is this a half-open probe, the in-flight record)."""
         try:
             await self.bulkhead.acquire()
         except BulkheadFullError as exc:
-            self.outcomes["shed"] += 1
+            self._count("shed")
+            self._exhausted("bulkhead_" + exc.reason)
             raise DownstreamUnavailable(
                 self.name,
                 f"too many calls in flight to {self.name} ({exc.reason}); shed instead of queued",
@@ -204,11 +256,12 @@ class Downstream:
                 retry_after=exc.retry_after,
             ) from None
         slot_follows_abandoned_send = False
+        call = self.in_flight.start(method, route)
         try:
             try:
                 probe = self.breaker.acquire()
             except BreakerOpenError as exc:
-                self.outcomes["open"] += 1
+                self._count("breaker_open")
                 raise DownstreamUnavailable(
                     self.name,
                     f"circuit breaker for {self.name} is {exc.state.value}",
@@ -216,7 +269,7 @@ class Downstream:
                     retry_after=exc.retry_after,
                 ) from None
             try:
-                yield probe
+                yield probe, call
             except BaseException:
                 # A cancelled caller's send may still hold a connection (see cancellation.py):
                 # its slot is released when that send ends, or the pool would be over-admitted.
@@ -226,13 +279,16 @@ class Downstream:
                     slot_follows_abandoned_send = True
                 raise
         finally:
+            self.in_flight.finish(call)
             if not slot_follows_abandoned_send:
                 self.bulkhead.release()
 
     def _release_slot(self, _send: object) -> None:
         self.bulkhead.release()
 
-    async def _send_with_retries(self, request: httpx.Request, deadline: float) -> httpx.Response:
+    async def _send_with_retries(
+        self, request: httpx.Request, deadline: float, call: InFlightCall
+    ) -> httpx.Response:
         self.budget.deposit()
         traces: list[AttemptTrace] = []
         retrying = self.retry.call(
@@ -241,7 +297,9 @@ class Downstream:
             traces=traces,
         )
         try:
-            response: httpx.Response = await retrying(self._attempt, request, deadline, traces)
+            response: httpx.Response = await retrying(
+                self._attempt, request, deadline, traces, call
+            )
         except (httpx.HTTPError, TimeoutError) as exc:
             if retrying.stopped_by == "budget":
                 raise self._budget_spent() from None
@@ -254,18 +312,16 @@ class Downstream:
             raise self._budget_spent()
         return response
 
-    def _budget_spent(self) -> DownstreamUnavailable:
-        return DownstreamUnavailable(
-            self.name,
-            f"retry budget for {self.name} is spent; not multiplying an outage",
-            reason="retry_budget",
-            retry_after=1.0,
-        )
-
     async def _attempt(
-        self, request: httpx.Request, deadline: float, traces: list[AttemptTrace]
+        self,
+        request: httpx.Request,
+        deadline: float,
+        traces: list[AttemptTrace],
+        call: InFlightCall,
     ) -> httpx.Response:
+        call.attempt += 1
         self._prepare_attempt(request, deadline)
+        trace = None
         if self.trace_attempts:
             trace = AttemptTrace()
             traces.append(trace)
@@ -277,6 +333,19 @@ class Downstream:
                 await response.aread()
         finally:
             await response.aclose()
+        if trace is not None and trace.pool_wait is not None:
+            self.metrics.pool_wait.observe(trace.pool_wait)
+        self.log.debug(
+            "downstream.request",
+            method=request.method,
+            route=call.route,
+            status=response.status_code,
+            attempt=call.attempt,
+            duration=round(time.monotonic() - call.started, 6),
+            pool_wait=None if trace is None else trace.pool_wait,
+            new_connection=None if trace is None else trace.connected,
+            http_version=response.http_version,
+        )
         return response
 
     def _prepare_attempt(self, request: httpx.Request, deadline: float) -> None:
@@ -284,17 +353,16 @@ class Downstream:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise httpx.TimeoutException("deadline reached before the attempt", request=request)
-        timeout = (
-            self.full_timeout
-            if remaining >= self.longest_timeout
-            else httpx.Timeout(
-                connect=min(self.settings.timeouts.connect, remaining),
-                read=min(self.settings.timeouts.read, remaining),
-                write=min(self.settings.timeouts.write, remaining),
-                pool=min(self.settings.timeouts.pool, remaining),
-            )
-        )
-        request.extensions["timeout"] = timeout.as_dict()
+        if remaining >= self.longest_timeout:
+            request.extensions["timeout"] = self.full_timeout
+        else:
+            timeouts = self.settings.timeouts
+            request.extensions["timeout"] = {
+                "connect": min(timeouts.connect, remaining),
+                "read": min(timeouts.read, remaining),
+                "write": min(timeouts.write, remaining),
+                "pool": min(timeouts.pool, remaining),
+            }
         request.headers[self.deadline_header] = str(int(remaining * 1000))
 
     def _build_request(
@@ -313,22 +381,61 @@ class Downstream:
         )
         return request
 
-    # -- error mapping ------------------------------------------------------------------------
+    # -- outcomes and errors ------------------------------------------------------------------
+
+    def _count(self, reason: str) -> None:
+        self.outcomes[reason] += 1
+        self.metrics.calls[reason].inc()
+
+    def _record(self, probe: bool, call: InFlightCall, reason: str, *, failed: bool) -> None:
+        duration = time.monotonic() - call.started
+        if failed:
+            self.breaker.record_failure(duration, probe=probe)
+        else:
+            self.breaker.record_success(duration, probe=probe)
+        self._count(reason)
+        self.metrics.latency.observe(duration)
+
+    def _exhausted(self, cause: str) -> None:
+        """Log ``downstream.pool.exhausted``: who holds the pool, at most once per interval."""
+        now = time.monotonic()
+        if now - self.last_exhausted_log < self.observability.exhausted_log_interval_seconds:
+            self.exhausted_suppressed += 1
+            return
+        log.warning(
+            "downstream.pool.exhausted",
+            downstream=self.name,
+            cause=cause,
+            suppressed_since_last=self.exhausted_suppressed,
+            oldest_calls=self.in_flight.oldest(),
+            **self.snapshot(),
+        )
+        self.last_exhausted_log = now
+        self.exhausted_suppressed = 0
+
+    def _budget_spent(self) -> DownstreamUnavailable:
+        return DownstreamUnavailable(
+            self.name,
+            f"retry budget for {self.name} is spent; not multiplying an outage",
+            reason="retry_budget",
+            retry_after=1.0,
+        )
 
     def _error_for_status(self, response: httpx.Response) -> DownstreamError:
         status = response.status_code
         if status == 429:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
             return DownstreamUnavailable(
                 self.name,
                 f"{self.name} is throttling this service (429)",
                 reason="throttled",
-                retry_after=parse_retry_after_or(response, 1.0),
+                retry_after=1.0 if retry_after is None else retry_after,
             )
         return DownstreamBadGateway(self.name, f"{self.name} answered {status}")
 
     def _error_for_exception(self, exc: httpx.HTTPError) -> DownstreamError:
         if isinstance(exc, httpx.PoolTimeout):
-            log.warning("downstream.pool.exhausted", downstream=self.name, cause="pool_timeout")
+            self._exhausted("pool_timeout")
             return DownstreamUnavailable(
                 self.name,
                 f"no connection to {self.name} became free in time",
@@ -343,11 +450,8 @@ class Downstream:
             self.name, f"{self.name} broke the connection ({type(exc).__name__})"
         )
 
-
-def parse_retry_after_or(response: httpx.Response, default: float) -> float:
-    value = parse_retry_after(response.headers.get("retry-after"))
-    return default if value is None else value
-
-
-def log_breaker_change(name: str, old: BreakerState, new: BreakerState) -> None:
-    log.warning("downstream.breaker.state_changed", downstream=name, old=old.value, new=new.value)
+    def _breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
+        self.metrics.transition(new.value)
+        log.warning(
+            "downstream.breaker.state_changed", downstream=name, old=old.value, new=new.value
+        )

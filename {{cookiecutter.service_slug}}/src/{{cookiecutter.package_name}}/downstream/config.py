@@ -197,3 +197,14 @@ class DownstreamSettings(Group):
                     )
                 )
         return found
+
+
+class ObservabilitySettings(Group):
+    """The pool monitor and the logging of pool trouble (service-wide)."""
+
+    monitor_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    saturation_threshold: float = Field(default=0.8, gt=0, le=1)
+    leak_threshold_seconds: float = Field(default=30.0, gt=0, le=86_400)
+    exhausted_log_interval_seconds: float = Field(default=1.0, ge=0, le=3600)
+    trace_pool_wait: bool = False
+    repair_orphans: bool = True

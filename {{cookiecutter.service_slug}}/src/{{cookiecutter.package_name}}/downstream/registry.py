@@ -20,7 +20,7 @@ import certifi
 from fastapi import Depends, Request
 
 from .client import Downstream
-from .config import DownstreamSettings
+from .config import DownstreamSettings, ObservabilitySettings
 from .httplib import httpx
 
 Downstreams: TypeAlias = Mapping[str, Downstream]
@@ -58,7 +58,11 @@ def build_client(settings: DownstreamSettings, ssl_context: ssl.SSLContext) -> h
 
 @asynccontextmanager
 async def open_downstreams(
-    configs: Mapping[str, DownstreamSettings], *, deadline_header: str, drain_seconds: float
+    configs: Mapping[str, DownstreamSettings],
+    *,
+    deadline_header: str,
+    drain_seconds: float,
+    observability: ObservabilitySettings | None = None,
 ) -> AsyncIterator[Downstreams]:
     contexts: dict[TlsKey, ssl.SSLContext] = {}
     downstreams: dict[str, Downstream] = {}
@@ -67,7 +71,9 @@ async def open_downstreams(
         if key not in contexts:
             contexts[key] = build_ssl_context(settings.ca_bundle, settings.tls_verify)
         client = build_client(settings, contexts[key])
-        downstreams[name] = Downstream(name, settings, client, deadline_header=deadline_header)
+        downstreams[name] = Downstream(
+            name, settings, client, deadline_header=deadline_header, observability=observability
+        )
     try:
         yield downstreams
     finally:

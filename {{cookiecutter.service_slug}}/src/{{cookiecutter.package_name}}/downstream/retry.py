@@ -25,6 +25,7 @@ from tenacity.wait import wait_random_exponential
 from .budget import RetryBudget
 from .config import RetrySettings
 from .httplib import httpx
+from .metrics import DownstreamMetrics
 from .tracing import AttemptTrace
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -81,10 +82,17 @@ def last_outcome(state: RetryCallState) -> Any:
 class RetryPolicy:
     """Per-downstream strategies, shared by every ``CallRetrying`` of that downstream."""
 
-    def __init__(self, downstream: str, settings: RetrySettings, budget: RetryBudget) -> None:
+    def __init__(
+        self,
+        downstream: str,
+        settings: RetrySettings,
+        budget: RetryBudget,
+        metrics: DownstreamMetrics,
+    ) -> None:
         self.downstream = downstream
         self.settings = settings
         self.budget = budget
+        self.metrics = metrics
         self.backoff = wait_random_exponential(
             multiplier=settings.backoff_base, max=settings.backoff_cap
         )
@@ -138,6 +146,7 @@ class RetryPolicy:
             call.stopped_by = "deadline"
         elif not self.budget.try_withdraw():
             call.stopped_by = "budget"
+            self.metrics.budget_exhausted.inc()
             log.warning("downstream.retry.budget_exhausted", downstream=self.downstream)
         else:
             return False
@@ -146,6 +155,7 @@ class RetryPolicy:
     def before_sleep(self, state: RetryCallState) -> None:
         reason = self.retry_reason(state) or "unknown"
         self.retries_by_reason[reason] = self.retries_by_reason.get(reason, 0) + 1
+        self.metrics.retry(reason)
         log.info(
             "downstream.retry",
             downstream=self.downstream,

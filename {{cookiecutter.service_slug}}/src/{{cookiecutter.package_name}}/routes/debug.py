@@ -15,11 +15,16 @@ async def debug_downstreams(request: Request) -> dict[str, Any]:
     views: dict[str, Any] = {}
     for name, downstream in request.state.downstreams.items():
         views[name] = {
+            **downstream.snapshot(),
+            "oldest_calls": downstream.in_flight.oldest(),
             "bulkhead": {
                 "in_flight": downstream.bulkhead.in_flight,
                 "queued": downstream.bulkhead.queued,
                 "shed": downstream.bulkhead.shed_count,
             },
+            "open_streams": len(downstream.open_streams.streams),
+            "leaked_responses": downstream.open_streams.leaks_reported,
+            "orphans_repaired": downstream.orphans_repaired,
             "breaker": asdict(downstream.breaker.snapshot()),
             "retry_budget": {
                 "balance": downstream.budget.balance(),

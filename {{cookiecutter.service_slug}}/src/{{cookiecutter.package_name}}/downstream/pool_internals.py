@@ -1,0 +1,102 @@
+"""Every access to httpx/httpcore internals, in one place, for both ``httpx`` and ``httpx2``.
+
+Public API first: ``pool.connections`` and each connection's ``info()`` ("CONNECTING",
+"HTTP/1.1, ACTIVE, Request Count: 3", ...). Private names are used only where nothing public
+exists: the client's pool (``client._transport._pool``), the pool's request list (to tell queued
+from active requests and to find connections no request owns), and the eviction of an orphaned
+connection. ``tests/unit/test_pool_internals_contract.py`` fails naming the attribute when a
+library release moves any of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .httplib import httpx
+
+# The private names this module relies on; the contract test checks each one.
+CLIENT_TRANSPORT = "_transport"
+TRANSPORT_POOL = "_pool"
+POOL_REQUESTS = "_requests"
+POOL_CONNECTIONS = "_connections"
+POOL_ASSIGN = "_assign_requests_to_connections"
+POOL_CLOSE = "_close_connections"
+REQUEST_CONNECTION = "connection"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """Connections by state and requests inside httpcore's pool, at one instant."""
+
+    connecting: int = 0
+    active: int = 0
+    idle: int = 0
+    closed: int = 0
+    http2: int = 0
+    requests_active: int = 0
+    requests_queued: int = 0
+
+    @property
+    def connections(self) -> int:
+        return self.connecting + self.active + self.idle
+
+
+def client_pool(client: httpx.AsyncClient) -> Any:
+    """The connection pool behind ``client`` (clients here are built with ``trust_env=False``,
+    so there are no proxy mounts with pools of their own)."""
+    return getattr(getattr(client, CLIENT_TRANSPORT), TRANSPORT_POOL)
+
+
+def connection_state(connection: Any) -> str:
+    """``connecting``, ``active``, ``idle`` or ``closed``, from the public ``info()``.
+
+    "connecting" covers both a socket still being opened ("CONNECTING") and a connection that is
+    open but has never carried a request ("HTTP/1.1, NEW, ..."): either way it is reserved for a
+    request that has not started on it yet.
+    """
+    info: str = connection.info()
+    if info == "CONNECTING" or ", NEW," in info:
+        return "connecting"
+    if info == "CONNECTION FAILED" or "CLOSED" in info:
+        return "closed"
+    if "IDLE" in info:
+        return "idle"
+    return "active"
+
+
+def pool_stats(pool: Any) -> PoolStats:
+    counts = {"connecting": 0, "active": 0, "idle": 0, "closed": 0}
+    http2 = 0
+    for connection in pool.connections:
+        counts[connection_state(connection)] += 1
+        http2 += connection.info().startswith("HTTP/2")
+    requests = getattr(pool, POOL_REQUESTS)
+    queued = sum(1 for request in requests if request.is_queued())
+    return PoolStats(
+        **counts, http2=http2, requests_active=len(requests) - queued, requests_queued=queued
+    )
+
+
+def orphaned_connections(pool: Any) -> list[Any]:
+    """Connections reserved for a request (connecting, or open and never used) that no request
+    owns: httpcore #1093 leaves these when a request is cancelled right after assignment.
+    Nothing will ever use or close them, and each counts against ``max_connections``."""
+    owned = {id(getattr(request, REQUEST_CONNECTION)) for request in getattr(pool, POOL_REQUESTS)}
+    return [
+        connection
+        for connection in pool.connections
+        if connection_state(connection) == "connecting" and id(connection) not in owned
+    ]
+
+
+async def evict(pool: Any, connection: Any) -> bool:
+    """Drop ``connection`` from the pool, close it, and let queued requests use the slot."""
+    connections: list[Any] = getattr(pool, POOL_CONNECTIONS)
+    if connection not in connections:
+        return False
+    connections.remove(connection)
+    closing: list[Any] = getattr(pool, POOL_ASSIGN)()
+    await getattr(pool, POOL_CLOSE)(closing)
+    await connection.aclose()
+    return True
