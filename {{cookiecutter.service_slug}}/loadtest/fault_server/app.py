@@ -1,0 +1,160 @@
+"""The example downstream API, with each route's current fault applied.
+
+Plain ASGI, no framework: under load the fault server must not be the
+bottleneck. Every wait (latency, hang, drip) also watches for the client going
+away, so abandoned requests end at once instead of piling up as tasks.
+
+Responses echo ``x-request-deadline-ms`` and ``idempotency-key`` as
+``deadline_ms`` / ``idempotency_key`` (the raw header string, or null) so the
+service's tests can check what it propagated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Final
+
+from .asgi import Receive, Scope, Send, encode_json, send_body, send_json, start_response
+from .listener import ConnectionRegistry, Peer
+from .state import FaultTable, Mode, Stats
+
+#: A hung request is answered by dropping the connection after this long.
+HANG_CAP_S: Final = 300.0
+#: reset: time for hypercorn (its HTTP/2 sender is a separate task) to put the
+#: partial body on the wire before the connection is aborted.
+RESET_FLUSH_S: Final = 0.05
+
+_ROUTE_PREFIXES: Final = (("items", "/items/"), ("prices", "/prices/"))
+
+Payload = dict[str, object]
+
+
+class DownstreamApp:
+    """ASGI app for ``/items/{id}`` and ``/prices/{id}``."""
+
+    def __init__(
+        self,
+        faults: FaultTable,
+        stats: Stats,
+        connections: ConnectionRegistry,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._faults = faults
+        self._stats = stats
+        self._connections = connections
+        self._rng = rng or random.Random()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # no lifespan work; the listener never sends lifespan anyway
+        route, item_id = _match(scope["path"])
+        self._stats.count_request(route)
+        if route is None:
+            if await _drain_request(receive):
+                await send_json(send, 404, {"error": "not found", "path": scope["path"]})
+            return
+        self._stats.in_flight += 1
+        try:
+            if await _drain_request(receive):
+                await self._respond(scope, receive, send, route, item_id)
+        finally:
+            self._stats.in_flight -= 1
+
+    async def _respond(
+        self, scope: Scope, receive: Receive, send: Send, route: str, item_id: str
+    ) -> None:
+        fault = self._faults.routes[route]
+        payload = _payload(scope, route, item_id)
+        client: Peer | None = scope.get("client")
+        match fault.mode:
+            case Mode.HANG:
+                if not await _disconnected_within(receive, HANG_CAP_S):
+                    self._connections.abort(client)
+            case Mode.ERROR if self._rng.random() < fault.error_rate:
+                error = {"error": "injected fault", "status": fault.status}
+                await send_json(send, fault.status, error)
+            case Mode.THROTTLE:
+                retry_after = (b"retry-after", str(fault.retry_after).encode())
+                error = {"error": "throttled", "retry_after": fault.retry_after}
+                await send_json(send, 429, error, retry_after)
+            case Mode.RESET:
+                body = encode_json(payload)
+                await start_response(send, 200, len(body))
+                await send_body(send, body[: len(body) // 2], more=True)
+                await asyncio.sleep(RESET_FLUSH_S)
+                self._connections.abort(client)
+            case Mode.DRIP:
+                await _drip(send, receive, payload, fault.drip_chunks, fault.drip_interval_ms)
+            case _:  # healthy, slow, and the non-erroring share of error
+                if fault.latency_ms and await _disconnected_within(
+                    receive, fault.latency_ms / 1000
+                ):
+                    return
+                await send_json(send, 200, payload)
+
+
+def _match(path: str) -> tuple[str | None, str]:
+    for route, prefix in _ROUTE_PREFIXES:
+        if path.startswith(prefix):
+            item_id = path[len(prefix) :]
+            if item_id and "/" not in item_id:
+                return route, item_id
+    return None, ""
+
+
+def _payload(scope: Scope, route: str, item_id: str) -> Payload:
+    headers: dict[bytes, bytes] = dict(scope["headers"])
+    echo: Payload = {
+        "deadline_ms": _header(headers, b"x-request-deadline-ms"),
+        "idempotency_key": _header(headers, b"idempotency-key"),
+    }
+    method = scope["method"]
+    if method != "GET":
+        return {"method": method, "path": scope["path"], **echo}
+    if route == "items":
+        return {"id": item_id, "name": f"item {item_id}", **echo}
+    return {"item_id": item_id, "price": 9.99, "currency": "EUR", **echo}
+
+
+def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    value = headers.get(name)
+    return value.decode("latin-1") if value is not None else None
+
+
+async def _drain_request(receive: Receive) -> bool:
+    """Read the request body; False if the client went away first."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return False
+        if not message.get("more_body", False):
+            return True
+
+
+async def _disconnected_within(receive: Receive, seconds: float) -> bool:
+    """Wait ``seconds``; True (early) if the client disconnects meanwhile.
+
+    Call only after the body is drained: then the next message is the disconnect.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _drip(
+    send: Send, receive: Receive, payload: Payload, chunks: int, interval_ms: float
+) -> None:
+    # JSON allows trailing whitespace: pad so every chunk carries at least a byte.
+    body = encode_json(payload).ljust(chunks, b" ")
+    await start_response(send, 200, len(body))
+    for index in range(chunks):
+        if index and await _disconnected_within(receive, interval_ms / 1000):
+            return
+        part = body[index * len(body) // chunks : (index + 1) * len(body) // chunks]
+        await send_body(send, part, more=index < chunks - 1)

@@ -1,0 +1,146 @@
+"""Wires the fault server together: shared state, both apps, both ports.
+
+The data port (the example downstream API) and the admin port are separate
+listeners on one event loop, so the admin API keeps answering while the data
+port refuses connections, and the two apps share state without locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from hypercorn.config import Config
+
+from .admin import AdminApp
+from .app import DownstreamApp
+from .listener import ConnectionRegistry, Listener, require_loopback
+from .state import HEALTHY, Fault, FaultTable, Mode, Stats
+from .tls import make_server_context
+
+#: hypercorn's default; what the data port uses while no goaway is in force.
+NO_GOAWAY_MAX_REQUESTS: Final = Config.keep_alive_max_requests
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: pick a free port
+    admin_port: int = 0
+    tls: bool = False
+    #: Where to write the CA PEM; required with ``tls``.
+    ca_path: Path | None = None
+    #: Start-up goaway (see DataPortFaults); also what clearing faults returns to.
+    goaway_after: int | None = None
+    #: On shutdown, how long in-flight requests get before being cut off.
+    shutdown_grace_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class ServerUrls:
+    base_url: str
+    admin_url: str
+    ca_path: Path | None
+
+
+class DataPortFaults:
+    """Applies the connection-level faults to the data port.
+
+    refuse: close the listening socket (new connections get ECONNREFUSED) and
+    abort every open connection with RST; any other mode re-binds the same port.
+
+    goaway: hypercorn reads ``Config.keep_alive_max_requests`` from the shared
+    config object on every request (protocol/h2.py and h11.py, 0.17 and 0.18),
+    so changing it at run time applies at once, to new and open connections,
+    counting the requests a connection has already served. Over HTTP/2, the
+    request after the Nth makes hypercorn send GOAWAY (NO_ERROR) naming that
+    request's stream as the last one; h2 then forbids any further frame, so
+    that request and every later one already sent on the connection fail
+    (httpx: RemoteProtocolError) and the client's next request opens a new
+    connection. Under heavy multiplexing hypercorn may drop the connection
+    outright, failing earlier in-flight streams too: this is an abrupt
+    recycle, not a graceful drain. Over HTTP/1.1 the Nth response carries
+    ``Connection: close``: a graceful recycle, nothing fails.
+    """
+
+    def __init__(self, listener: Listener, config: Config, goaway_after: int | None) -> None:
+        self._listener = listener
+        self._config = config
+        self._baseline = (
+            Fault(mode=Mode.GOAWAY, after_requests=goaway_after) if goaway_after else HEALTHY
+        )
+
+    async def apply(self, fault: Fault) -> Fault:
+        if fault.mode is Mode.REFUSE:
+            self._listener.stop_accepting()
+            self._listener.connections.abort_all()
+            return fault
+        await self._listener.start()  # no-op unless refusing
+        if fault.mode is not Mode.GOAWAY:
+            fault = self._baseline
+        self._config.keep_alive_max_requests = (
+            fault.after_requests if fault.mode is Mode.GOAWAY else NO_GOAWAY_MAX_REQUESTS
+        )
+        return fault
+
+
+def hypercorn_config() -> Config:
+    config = Config()
+    config.accesslog = None
+    # A Logger instance is used as is; a "-" would make hypercorn add a
+    # stderr handler to "hypercorn.error" again for every server started.
+    config.errorlog = logging.getLogger("hypercorn.error")
+    # Outlive clients' pool keep-alive (httpx: 5 s) so that an idle-close
+    # race is never mistaken for an injected fault.
+    config.keep_alive_timeout = 75.0
+    config.backlog = 1024
+    return config
+
+
+async def serve(
+    options: ServerOptions,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[object]],
+    on_ready: Callable[[ServerUrls], None] | None = None,
+) -> None:
+    """Run until ``shutdown_trigger`` returns (the same contract as hypercorn's)."""
+    require_loopback(options.host)
+    ssl_context = None
+    if options.tls:
+        if options.ca_path is None:
+            raise ValueError("tls needs ca_path: where to write the CA certificate")
+        ssl_context = make_server_context(options.host, options.ca_path)
+
+    faults, stats, connections = FaultTable(), Stats(), ConnectionRegistry()
+    data_config = hypercorn_config()
+    data = Listener(
+        DownstreamApp(faults, stats, connections),
+        data_config,
+        host=options.host,
+        port=options.port,
+        ssl_context=ssl_context,
+        stats=stats,
+        connections=connections,
+    )
+    port_faults = DataPortFaults(data, data_config, options.goaway_after)
+    admin = Listener(
+        AdminApp(faults, stats, port_faults),
+        hypercorn_config(),
+        host=options.host,
+        port=options.admin_port,
+    )
+    try:
+        await data.start()
+        await admin.start()
+        faults.connection = await port_faults.apply(HEALTHY)
+        if on_ready is not None:
+            on_ready(ServerUrls(data.url, admin.url, options.ca_path))
+        await shutdown_trigger()
+    finally:
+        await asyncio.gather(
+            data.aclose(options.shutdown_grace_s), admin.aclose(options.shutdown_grace_s)
+        )

@@ -1,0 +1,173 @@
+"""Fault configuration and counters shared by the data app and the admin app.
+
+Both apps run on the server's single event loop, so plain attributes are
+enough: no locks. Validation lives here, next to the defaults it enforces, so
+that a typo in a test (``latency=500``) is a 400 instead of a silent no-op.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Final
+
+ROUTES: Final = ("items", "prices")
+ALL_ROUTES: Final = "*"
+MAX_DELAY_MS: Final = 300_000.0
+
+
+class Mode(enum.StrEnum):
+    HEALTHY = "healthy"
+    SLOW = "slow"
+    HANG = "hang"
+    ERROR = "error"
+    RESET = "reset"
+    THROTTLE = "throttle"
+    DRIP = "drip"
+    REFUSE = "refuse"
+    GOAWAY = "goaway"
+
+
+#: Modes that act on the data port's connections, not on one route: they are
+#: only accepted for route ``*``.
+CONNECTION_MODES: Final = frozenset({Mode.REFUSE, Mode.GOAWAY})
+
+
+class FaultError(ValueError):
+    """A fault request the admin API rejects with 400."""
+
+
+@dataclass(frozen=True)
+class _Param:
+    is_int: bool
+    minimum: float
+    maximum: float
+    default: float | None = None  # None: the parameter is required
+
+
+_PARAMS: Final[dict[Mode, dict[str, _Param]]] = {
+    Mode.HEALTHY: {"latency_ms": _Param(False, 0, MAX_DELAY_MS, default=0)},
+    Mode.SLOW: {"latency_ms": _Param(False, 0, MAX_DELAY_MS)},
+    Mode.HANG: {},
+    Mode.ERROR: {
+        "error_rate": _Param(False, 0, 1),
+        "status": _Param(True, 400, 599, default=503),
+    },
+    Mode.RESET: {},
+    Mode.THROTTLE: {"retry_after": _Param(True, 0, 86_400, default=1)},
+    Mode.DRIP: {
+        "drip_chunks": _Param(True, 1, 1_000),
+        "drip_interval_ms": _Param(False, 0, MAX_DELAY_MS),
+    },
+    Mode.REFUSE: {},
+    Mode.GOAWAY: {"after_requests": _Param(True, 1, 1_000_000)},
+}
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One mode plus its parameters; fields a mode does not use keep defaults."""
+
+    mode: Mode = Mode.HEALTHY
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+    status: int = 503
+    retry_after: int = 1
+    drip_chunks: int = 1
+    drip_interval_ms: float = 0.0
+    after_requests: int = 0
+
+    @classmethod
+    def parse(cls, body: object) -> Fault:
+        """Build a fault from an admin request body, e.g. ``{"mode": "slow", ...}``."""
+        if not isinstance(body, dict):
+            raise FaultError("body must be a JSON object")
+        try:
+            mode = Mode(str(body.get("mode")))
+        except ValueError:
+            choices = ", ".join(m.value for m in Mode)
+            raise FaultError(f"mode must be one of: {choices}") from None
+        spec = _PARAMS[mode]
+        unknown = sorted(set(body) - {"mode"} - set(spec))
+        if unknown:
+            raise FaultError(f"unknown parameter(s) for mode {mode}: {unknown}")
+        values = {name: _check(mode, name, body.get(name), p) for name, p in spec.items()}
+        default = cls()
+        return cls(
+            mode=mode,
+            latency_ms=values.get("latency_ms", default.latency_ms),
+            error_rate=values.get("error_rate", default.error_rate),
+            status=int(values.get("status", default.status)),
+            retry_after=int(values.get("retry_after", default.retry_after)),
+            drip_chunks=int(values.get("drip_chunks", default.drip_chunks)),
+            drip_interval_ms=values.get("drip_interval_ms", default.drip_interval_ms),
+            after_requests=int(values.get("after_requests", default.after_requests)),
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """The mode and only the parameters that mode uses."""
+        params = {name: getattr(self, name) for name in _PARAMS[self.mode]}
+        return {"mode": self.mode.value, **params}
+
+
+def _check(mode: Mode, name: str, value: object, param: _Param) -> float:
+    if value is None:
+        if param.default is None:
+            raise FaultError(f"mode {mode} requires {name}")
+        return param.default
+    # bool is an int subclass; JSON true is never a valid number here.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FaultError(f"{name} must be a number")
+    if param.is_int and not isinstance(value, int):
+        raise FaultError(f"{name} must be an integer")
+    if not (math.isfinite(value) and param.minimum <= value <= param.maximum):
+        raise FaultError(f"{name} must be in [{param.minimum:g}, {param.maximum:g}]")
+    return value
+
+
+HEALTHY: Final = Fault()
+
+
+@dataclass
+class FaultTable:
+    """What each data route does now, plus the one connection-level fault."""
+
+    routes: dict[str, Fault] = field(default_factory=lambda: dict.fromkeys(ROUTES, HEALTHY))
+    #: HEALTHY, or a fault whose mode is in CONNECTION_MODES.
+    connection: Fault = HEALTHY
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "routes": {route: fault.to_json() for route, fault in self.routes.items()},
+            "connection": self.connection.to_json(),
+        }
+
+
+@dataclass
+class Stats:
+    """What the data port has received; ``reset`` zeroes counters, not gauges."""
+
+    items: int = 0
+    prices: int = 0
+    #: Every request on the data port, unknown paths included.
+    total: int = 0
+    #: Data-port connections accepted since the last reset.
+    connections: int = 0
+    #: Gauge: data requests being handled now.
+    in_flight: int = 0
+    #: Gauge: data-port connections open now.
+    open_connections: int = 0
+
+    def count_request(self, route: str | None) -> None:
+        self.total += 1
+        if route == "items":
+            self.items += 1
+        elif route == "prices":
+            self.prices += 1
+
+    def reset(self) -> None:
+        self.items = self.prices = self.total = self.connections = 0
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)

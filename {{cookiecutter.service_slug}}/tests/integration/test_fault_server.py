@@ -1,0 +1,342 @@
+"""The fault server itself: real hypercorn on 127.0.0.1, real sockets, every fault.
+
+Each test starts its own server on ephemeral ports (about 20 ms; TLS adds a
+fresh CA), so no test sees another's faults or counters. Every client has a
+timeout, and a faulthandler watchdog kills the run if a test still hangs.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }}.downstream.httplib import httpx
+
+import loadtest
+from loadtest.fault_server.__main__ import main as fault_server_main
+from loadtest.fault_server.harness import FaultServerError, RunningFaultServer, serve_in_thread
+
+TEST_TIMEOUT_S = 20.0
+CLIENT_TIMEOUT = httpx.Timeout(5.0)
+
+
+@pytest.fixture(autouse=True)
+def _watchdog() -> Iterator[None]:
+    """Hard bound per test: dump every thread's stack and exit if it overruns."""
+    faulthandler.dump_traceback_later(TEST_TIMEOUT_S, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture
+def server() -> Iterator[RunningFaultServer]:
+    with serve_in_thread() as running:
+        yield running
+
+
+@pytest.fixture
+def tls_server() -> Iterator[RunningFaultServer]:
+    with serve_in_thread(tls=True) as running:
+        yield running
+
+
+def client(server: RunningFaultServer, *, http2: bool = False) -> httpx.Client:
+    verify: ssl.SSLContext | bool = True
+    if server.ca_path is not None:
+        verify = ssl.create_default_context(cafile=str(server.ca_path))
+    return httpx.Client(
+        base_url=server.base_url,
+        http2=http2,
+        verify=verify,
+        timeout=CLIENT_TIMEOUT,
+        trust_env=False,  # never send loopback traffic to an environment proxy
+    )
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        time.sleep(0.02)
+
+
+def test_healthy_routes_answer_json_over_http1(server: RunningFaultServer) -> None:
+    headers = {"x-request-deadline-ms": "1500", "idempotency-key": "key-1"}
+    with client(server) as http:
+        item = http.get("/items/42", headers=headers)
+        price = http.get("/prices/42")
+        put = http.put("/items/42", json={"name": "x"}, headers=headers)
+        missing = http.get("/nothing/here")
+
+    assert item.http_version == "HTTP/1.1"
+    assert item.status_code == 200
+    assert item.json() == {
+        "id": "42",
+        "name": "item 42",
+        "deadline_ms": "1500",
+        "idempotency_key": "key-1",
+    }
+    assert price.json() == {
+        "item_id": "42",
+        "price": 9.99,
+        "currency": "EUR",
+        "deadline_ms": None,
+        "idempotency_key": None,
+    }
+    assert put.status_code == 200
+    assert put.json() == {
+        "method": "PUT",
+        "path": "/items/42",
+        "deadline_ms": "1500",
+        "idempotency_key": "key-1",
+    }
+    assert missing.status_code == 404
+
+
+def test_keep_alive_responses_are_not_held_back_by_nagle(server: RunningFaultServer) -> None:
+    # hypercorn writes headers and body separately; without TCP_NODELAY every
+    # response would wait ~40 ms for a delayed ACK (20 requests: 0.8 s or more).
+    with client(server) as http:
+        http.get("/items/0")
+        started = time.monotonic()
+        for n in range(20):
+            http.get(f"/items/{n}")
+        elapsed_s = time.monotonic() - started
+
+    assert elapsed_s < 0.4
+
+
+def test_tls_negotiates_http2(tls_server: RunningFaultServer) -> None:
+    assert tls_server.base_url.startswith("https://")
+    with client(tls_server, http2=True) as http:
+        response = http.get("/prices/7")
+
+    assert response.http_version == "HTTP/2"
+    assert response.json()["item_id"] == "7"
+
+
+def test_slow_delays_only_its_route(server: RunningFaultServer) -> None:
+    server.set_fault("items", "slow", latency_ms=300)
+    with client(server) as http:
+        started = time.monotonic()
+        slow = http.get("/items/1")
+        slow_s = time.monotonic() - started
+        started = time.monotonic()
+        http.get("/prices/1")
+        fast_s = time.monotonic() - started
+
+    assert slow.status_code == 200
+    assert slow_s >= 0.3
+    assert fast_s < 0.3
+
+
+def test_hang_never_answers_and_ends_when_the_client_leaves(server: RunningFaultServer) -> None:
+    server.set_fault("items", "hang")
+    with client(server) as http, pytest.raises(httpx.ReadTimeout):
+        http.get("/items/1", timeout=0.3)
+
+    with client(server) as http:
+        assert http.get("/prices/1").status_code == 200
+    # The timed-out client closed its connection: the hung handler is gone too.
+    wait_until(lambda: server.stats()["in_flight"] == 0)
+
+
+@pytest.mark.parametrize(("params", "status"), [({}, 503), ({"status": 500}, 500)])
+def test_error_rate_one_always_errors(
+    server: RunningFaultServer, params: dict[str, int], status: int
+) -> None:
+    server.set_fault("prices", "error", error_rate=1.0, **params)
+    with client(server) as http:
+        responses = [http.get("/prices/1") for _ in range(5)]
+        healthy_route = http.get("/items/1")
+
+    assert [r.status_code for r in responses] == [status] * 5
+    assert healthy_route.status_code == 200
+
+
+def test_error_rate_zero_never_errors(server: RunningFaultServer) -> None:
+    server.set_fault("*", "error", error_rate=0.0)
+    with client(server) as http:
+        assert {http.get("/items/1").status_code for _ in range(5)} == {200}
+
+
+def test_throttle_answers_429_with_retry_after(server: RunningFaultServer) -> None:
+    server.set_fault("*", "throttle", retry_after=2)
+    with client(server) as http:
+        response = http.get("/items/1")
+
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "2"
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
+def test_reset_drops_the_connection_mid_body(tls_server: RunningFaultServer, http2: bool) -> None:
+    tls_server.set_fault("items", "reset")
+    with client(tls_server, http2=http2) as http:
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            http.get("/items/1")
+        # The next request gets a new connection and a healthy route.
+        assert http.get("/prices/1").status_code == 200
+
+
+def test_drip_delivers_the_whole_body_in_spaced_chunks(server: RunningFaultServer) -> None:
+    server.set_fault("items", "drip", drip_chunks=4, drip_interval_ms=100)
+    with client(server) as http:
+        started = time.monotonic()
+        with http.stream("GET", "/items/9") as response:
+            chunks = list(response.iter_raw())
+        elapsed_s = time.monotonic() - started
+
+    assert response.status_code == 200
+    assert json.loads(b"".join(chunks))["id"] == "9"
+    assert len(chunks) > 1
+    assert elapsed_s >= 0.3  # three gaps of 100 ms
+
+
+def test_refuse_closes_the_port_and_drops_connections(server: RunningFaultServer) -> None:
+    server.set_fault("items", "hang")
+    with client(server) as hung, ThreadPoolExecutor(max_workers=1) as pool:
+        in_flight = pool.submit(hung.get, "/items/1")
+        wait_until(lambda: server.stats()["in_flight"] == 1)
+
+        server.set_fault("*", "refuse")
+
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            in_flight.result(timeout=5)
+    with client(server) as http, pytest.raises(httpx.ConnectError):
+        http.get("/prices/1")
+    # The admin API has its own port and keeps working.
+    wait_until(lambda: server.stats()["open_connections"] == 0)
+    assert server.stats()["prices"] == 0  # a refused connection never delivers a request
+
+    server.set_fault("*", "healthy")
+    with client(server) as http:
+        assert http.get("/prices/1").status_code == 200
+
+
+def test_goaway_at_run_time_replaces_the_http2_connection(tls_server: RunningFaultServer) -> None:
+    tls_server.set_fault("*", "goaway", after_requests=2)
+    with client(tls_server, http2=True) as http:
+        answered = [http.get(f"/items/{n}") for n in range(2)]
+        assert tls_server.stats()["connections"] == 1
+        # hypercorn sends GOAWAY when request 3 arrives and never answers it.
+        with pytest.raises(httpx.RemoteProtocolError, match="ConnectionTerminated"):
+            http.get("/items/2")
+        after = http.get("/items/3")
+
+    assert [r.status_code for r in answered] == [200, 200]
+    assert after.status_code == 200
+    assert after.http_version == "HTTP/2"
+    assert tls_server.stats()["connections"] == 2
+
+
+def test_goaway_at_start_up_survives_clearing_faults() -> None:
+    with serve_in_thread(tls=True, goaway_after=1) as running:
+        running.set_fault("items", "slow", latency_ms=1)
+        running.clear_faults()
+        with client(running, http2=True) as http:
+            assert http.get("/items/1").status_code == 200
+            with pytest.raises(httpx.RemoteProtocolError):
+                http.get("/items/2")
+            assert http.get("/items/3").status_code == 200
+
+
+def test_goaway_over_http1_recycles_gracefully(server: RunningFaultServer) -> None:
+    server.set_fault("*", "goaway", after_requests=2)
+    with client(server) as http:
+        responses = [http.get(f"/items/{n}") for n in range(3)]
+
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert responses[1].headers["connection"] == "close"
+    assert server.stats()["connections"] == 2
+
+
+def test_stats_count_requests_received(server: RunningFaultServer) -> None:
+    server.set_fault("prices", "error", error_rate=1.0)
+    with client(server) as http:
+        for _ in range(3):
+            http.get("/items/1")
+        for _ in range(2):
+            http.post("/prices/1")
+        http.get("/unknown")
+
+    wait_until(lambda: server.stats()["open_connections"] == 0)  # the close is asynchronous
+    assert server.stats() == {
+        "items": 3,
+        "prices": 2,  # errors are received requests too
+        "total": 6,
+        "connections": 1,
+        "in_flight": 0,
+        "open_connections": 0,
+    }
+    server.reset_stats()
+    assert server.stats()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("route", "mode", "params"),
+    [
+        ("items", "sideways", {}),
+        ("items", "slow", {}),  # latency_ms is required
+        ("items", "slow", {"latency": 5}),  # a typo is an error, not a no-op
+        ("items", "error", {"error_rate": 1.5}),
+        ("items", "refuse", {}),  # connection-level: only for "*"
+        ("orders", "healthy", {}),
+    ],
+)
+def test_admin_rejects_bad_faults(
+    server: RunningFaultServer, route: str, mode: str, params: dict[str, float]
+) -> None:
+    with pytest.raises(FaultServerError, match="400"):
+        server.set_fault(route, mode, **params)
+
+
+def test_rejects_non_loopback_hosts(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match="loopback"), serve_in_thread(host="0.0.0.0"):
+        pass
+    with pytest.raises(SystemExit) as exit_info:
+        fault_server_main(["--host", "192.0.2.1"])
+
+    assert exit_info.value.code == 2
+    assert "loopback" in capsys.readouterr().err
+
+
+def test_ipv6_loopback() -> None:
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with serve_in_thread(host="::1") as running, client(running) as http:
+        assert running.base_url.startswith("http://[::1]:")
+        assert http.get("/items/1").status_code == 200
+
+
+def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
+    project_root = Path(loadtest.__file__).resolve().parent.parent
+    ca_path = tmp_path / "ca.pem"
+    command = [sys.executable, "-m", "loadtest.fault_server", "--port", "0", "--admin-port", "0"]
+    command += ["--tls", "--ca-out", str(ca_path)]
+    env = {**os.environ, "PYTHONPATH": str(project_root)}
+    with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stderr is not None
+            started = process.stderr.readline()  # the one start-up line
+            assert "https://127.0.0.1:" in started
+            assert ca_path.read_text().startswith("-----BEGIN CERTIFICATE-----")
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 0
+        finally:
+            process.kill()
