@@ -1,0 +1,67 @@
+"""Real servers for the downstream tests: the bundled fault server and the service itself."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+
+from {{ cookiecutter.package_name }}.app import create_app
+from {{ cookiecutter.package_name }}.downstream.client import Downstream
+from {{ cookiecutter.package_name }}.downstream.config import (
+    DownstreamSettings,
+    ObservabilitySettings,
+)
+from {{ cookiecutter.package_name }}.downstream.registry import open_downstreams
+from {{ cookiecutter.package_name }}.settings import load_settings
+
+from loadtest.fault_server.harness import RunningFaultServer, serve_in_thread
+from tests.live import serve
+
+
+@pytest.fixture
+def fault() -> Iterator[RunningFaultServer]:
+    with serve_in_thread() as server:
+        yield server
+
+
+@contextmanager
+def running_service(
+    fault: RunningFaultServer, service: dict[str, Any] | None = None, **catalog: Any
+) -> Iterator[tuple[str, FastAPI]]:
+    """The service on 127.0.0.1 with both downstreams on ``fault``; ``catalog`` overrides the
+    catalog downstream's settings, ``service`` the service-wide ones."""
+    settings = load_settings(
+        **(service or {}),
+        downstreams={
+            "catalog": {"base_url": fault.base_url, **catalog},
+            "pricing": {"base_url": fault.base_url},
+        },
+    )
+    app = create_app(settings)
+    with serve(app) as base_url:
+        yield base_url, app
+
+
+@asynccontextmanager
+async def one_downstream(
+    base_url: str, *, observability: ObservabilitySettings | None = None, **fields: Any
+) -> AsyncIterator[Downstream]:
+    """A single ``Downstream`` opened the way the lifespan opens it."""
+    settings = DownstreamSettings.model_validate({"base_url": base_url, **fields})
+    async with open_downstreams(
+        {"catalog": settings},
+        deadline_header="x-request-deadline-ms",
+        drain_seconds=1,
+        observability=observability,
+    ) as downstreams:
+        yield downstreams["catalog"]
+
+
+def log_events(output: str) -> list[dict[str, Any]]:
+    """The JSON log lines in captured output (``log_format="json"``)."""
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]

@@ -1,0 +1,62 @@
+"""The contract between ``downstream/pool_internals.py`` and the installed httpx/httpcore.
+
+When a library release moves or renames a private attribute the pool monitor relies on, this
+fails naming it, instead of the monitor going quietly blind in production.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any
+
+import pytest
+
+from {{ cookiecutter.package_name }}.downstream import pool_internals
+from {{ cookiecutter.package_name }}.downstream.config import DownstreamSettings
+from {{ cookiecutter.package_name }}.downstream.httplib import httpx
+from {{ cookiecutter.package_name }}.downstream.registry import build_client, build_ssl_context
+
+from loadtest.fault_server.harness import RunningFaultServer
+
+
+def require(owner: Any, attribute: str, what: str) -> Any:
+    assert hasattr(owner, attribute), (
+        f"{httpx.__name__} {httpx.__version__}: {type(owner).__module__}.{type(owner).__name__} "
+        f"has no {attribute!r} ({what}); update downstream/pool_internals.py"
+    )
+    return getattr(owner, attribute)
+
+
+@pytest.mark.anyio
+async def test_private_names_still_exist_and_behave(fault: RunningFaultServer) -> None:
+    settings = DownstreamSettings(base_url=fault.base_url)
+    client = build_client(settings, build_ssl_context(None, verify=True))
+    async with client:
+        transport = require(client, pool_internals.CLIENT_TRANSPORT, "the client's transport")
+        pool = require(transport, pool_internals.TRANSPORT_POOL, "the transport's pool")
+        assert pool is pool_internals.client_pool(client)
+        requests = require(pool, pool_internals.POOL_REQUESTS, "requests waiting or running")
+        connections = require(pool, pool_internals.POOL_CONNECTIONS, "the pool's connections")
+        assert isinstance(requests, list)
+        assert isinstance(connections, list)
+        assert callable(require(pool, pool_internals.POOL_ASSIGN, "re-assignment after changes"))
+        close = require(pool, pool_internals.POOL_CLOSE, "closing connections")
+        assert inspect.iscoroutinefunction(close)
+
+        async with client.stream("GET", "/items/1") as response:  # a request in flight
+            assert response.status_code == 200
+            [running] = require(pool, pool_internals.POOL_REQUESTS, "requests")
+            assert require(running, pool_internals.REQUEST_CONNECTION, "the owner link") is not None
+            assert running.is_queued() is False
+            [connection] = pool.connections
+            assert re.match(r"^'http://127\.0\.0\.1:\d+', HTTP/1\.1, ACTIVE", connection.info())
+            assert pool_internals.pool_stats(pool).active == 1
+            await response.aread()  # an unread body would make httpcore drop the connection
+        [connection] = pool.connections
+        assert re.match(r"^'http://127\.0\.0\.1:\d+', HTTP/1\.1, IDLE", connection.info())
+        stats = pool_internals.pool_stats(pool)
+        assert (stats.idle, stats.active, stats.requests_active) == (1, 0, 0)
+        assert pool_internals.orphaned_connections(pool) == []
+        assert await pool_internals.evict(pool, connection) is True
+        assert pool.connections == []
