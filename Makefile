@@ -24,10 +24,11 @@ install: $(VENV)/.installed ## Create .venv from the system Python with the temp
 test: install ## The template's whole test suite: hooks, the bake matrix, each bake's own tests
 	$(BIN)/python -m pytest tests
 
-lint: install ## ruff on hooks, tests and scripts; zizmor and schema checks on both workflow sets
+lint: install ## ruff; zizmor and schemas on both workflow sets; hadolint and bandit on a bake
 	$(BIN)/ruff check hooks tests scripts
 	$(BIN)/ruff format --check hooks tests scripts
 	$(BIN)/python scripts/lint_workflows.py
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_deploy.py -k "hadolint or bandit"
 
 demo: install ## Bake the defaults into build/demo, install, test, serve /healthz, stop
 	$(BIN)/python scripts/demo.py

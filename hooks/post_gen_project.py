@@ -14,7 +14,12 @@ ANSWERS: dict[str, str] = json.loads(r"""{{ cookiecutter | tojson }}""")
 
 # option -> paths (relative to the generated project) that exist only when the option is "yes".
 OPTION_PATHS: dict[str, tuple[str, ...]] = {
-    "include_docker": ("Dockerfile", ".dockerignore", ".hadolint.yaml"),
+    "include_docker": (
+        "Dockerfile",
+        ".dockerignore",
+        ".hadolint.yaml",
+        ".github/workflows/docker.yml",
+    ),
     "include_k8s": ("deploy",),
 }
 
@@ -36,7 +41,7 @@ def main() -> None:
         f"\nCreated {ANSWERS['service_slug']} in {project}\n\nNext:\n"
         f"  cd {project}\n"
         "  git init && git add -A && git commit -m 'Initial commit from pool-service'\n"
-        "  make install    # .venv from the system Python, pinned dependencies\n"
+        "  make install    # .venv from the system Python; writes uv.lock: commit it\n"
         "  make test       # the service's own tests, against real local servers\n"
         "  make run        # serves http://127.0.0.1:8000/healthz\n"
         "  make loadtest PROFILE=quick   # prove the pool survives exhaustion\n"

@@ -6,6 +6,7 @@ each bake is checked with this interpreter's ruff, mypy and pytest, not a fresh 
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 import tomllib
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BIN, bake_project, run
+from tests.conftest import BIN, TEMPLATE, bake_project, run
 
 BAKES: dict[str, dict[str, str]] = {
     "defaults": {},
@@ -29,10 +30,19 @@ BAKES: dict[str, dict[str, str]] = {
 # metadata and optional files, so their slow (real-load) tests would prove nothing new.
 FULL_SUITE = {"defaults", "httpx2", "http1-only"}
 
-OPTION_FILES = {
-    "include_docker": ["Dockerfile", ".dockerignore"],
-    "include_k8s": ["deploy/k8s"],
-}
+
+def option_paths() -> dict[str, tuple[str, ...]]:
+    """The post-gen hook's manifest (option -> the paths it owns), read from the hook itself."""
+    tree = ast.parse((TEMPLATE / "hooks" / "post_gen_project.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and ast.unparse(node.target) == "OPTION_PATHS":
+            assert node.value is not None
+            manifest: dict[str, tuple[str, ...]] = ast.literal_eval(node.value)
+            return manifest
+    raise AssertionError("hooks/post_gen_project.py has no OPTION_PATHS manifest")
+
+
+OPTION_FILES = option_paths()
 LEFTOVER_JINJA = re.compile(r"\{\{\s*cookiecutter|\{%")
 
 
