@@ -42,6 +42,7 @@ from .errors import (
     DownstreamError,
     DownstreamTimeout,
     DownstreamUnavailable,
+    UnsafeDownstreamPath,
 )
 from .httplib import httpx
 from .inflight import InFlightCall, InFlightCalls, OpenStreams
@@ -123,28 +124,37 @@ class Downstream:
         4xx responses (other than 429) are returned for the caller to interpret; 5xx and 429
         after retries, timeouts and connection failures raise ``DownstreamError``.
         """
-        request = self._build_request(
-            method, path, path_params, params=params, json=json, content=content, headers=headers
-        )
+        method = method.upper()
+        request_path = self.paths.build(path, path_params)
         now = time.monotonic()
         deadline = call_deadline(self.settings.deadline_seconds, now)
         if deadline <= now:
             self._count("timeout")
             raise DownstreamTimeout(self.name, "the request's deadline had already passed")
-        async with self._admitted(request.method, path) as (probe, call):
-            try:
-                response = await self._send_with_retries(request, deadline, call)
-            except DownstreamError as exc:
-                self._record(probe, call, exc.reason, failed=True)
-                raise
-            except BaseException:  # cancelled, or a bug: no verdict on the downstream
-                self.breaker.record_cancelled(probe=probe)
-                raise
-            if is_failure_status(response.status_code):
-                self._record(probe, call, "error", failed=True)
-                raise self._error_for_status(response)
-            self._record(probe, call, "ok", failed=False)
-            return response
+        probe, call = await self._admit(method, path)  # sheds and open breakers fail here, fast
+        slot_follows_send = False
+        try:
+            request = self._build_request(
+                method, request_path, params=params, json=json, content=content, headers=headers
+            )
+            response = await self._send(request, deadline, call)
+        except UnsafeDownstreamPath:
+            self.breaker.record_cancelled(probe=probe)
+            raise
+        except DownstreamError as exc:
+            self._record(probe, call, exc.reason, failed=True)
+            raise
+        except BaseException:  # cancelled, or a bug: no verdict on the downstream
+            self.breaker.record_cancelled(probe=probe)
+            slot_follows_send = self._slot_follows_abandoned_send()
+            raise
+        finally:
+            self._release(call, slot_follows_send)
+        if is_failure_status(response.status_code):
+            self._record(probe, call, "error", failed=True)
+            raise self._error_for_status(response)
+        self._record(probe, call, "ok", failed=False)
+        return response
 
     async def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return await self.request("GET", path, **kwargs)
@@ -164,29 +174,35 @@ class Downstream:
         The bulkhead slot is held until the block exits: a slow reader holds pool capacity,
         exactly as its connection does.
         """
-        request = self._build_request(method, path, path_params, params=params, headers=headers)
+        method = method.upper()
+        request_path = self.paths.build(path, path_params)
         deadline = call_deadline(self.settings.deadline_seconds, time.monotonic())
-        opened = self.open_streams.open(request.method, path, depth=3)
+        opened = self.open_streams.open(method, path, depth=3)
         try:
-            async with self._admitted(request.method, path) as (probe, call):
-                try:
-                    self._prepare_attempt(request, deadline)
-                    response = await self.sender.send(request)
-                except httpx.HTTPError as exc:
-                    error = self._error_for_exception(exc)
-                    self._record(probe, call, error.reason, failed=True)
-                    raise error from None
-                except BaseException:
-                    self.breaker.record_cancelled(probe=probe)
-                    raise
-                try:
-                    if is_failure_status(response.status_code):
-                        self._record(probe, call, "error", failed=True)
-                        raise self._error_for_status(response)
-                    self._record(probe, call, "ok", failed=False)
-                    yield response
-                finally:
-                    await response.aclose()
+            probe, call = await self._admit(method, path)
+            slot_follows_send = False
+            try:
+                request = self._build_request(method, request_path, params=params, headers=headers)
+                self._prepare_attempt(request, deadline)
+                response = await self.sender.send(request)
+            except httpx.HTTPError as exc:
+                error = self._error_for_exception(exc)
+                self._record(probe, call, error.reason, failed=True)
+                self._release(call, slot_follows_send)
+                raise error from None
+            except BaseException:
+                self.breaker.record_cancelled(probe=probe)
+                self._release(call, self._slot_follows_abandoned_send())
+                raise
+            try:
+                if is_failure_status(response.status_code):
+                    self._record(probe, call, "error", failed=True)
+                    raise self._error_for_status(response)
+                self._record(probe, call, "ok", failed=False)
+                yield response
+            finally:
+                await response.aclose()
+                self._release(call, slot_follows_send)
         except GeneratorExit:  # the context was dropped unexited and collected
             self.metrics.leak("garbage_collected")
             log.warning(
@@ -241,9 +257,8 @@ class Downstream:
 
     # -- pipeline -----------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _admitted(self, method: str, route: str) -> AsyncIterator[tuple[bool, InFlightCall]]:
-        """Bulkhead then breaker; yields (is this a half-open probe, the in-flight record)."""
+    async def _admit(self, method: str, route: str) -> tuple[bool, InFlightCall]:
+        """Bulkhead then breaker; returns (is this a half-open probe, the in-flight record)."""
         try:
             await self.bulkhead.acquire()
         except BulkheadFullError as exc:
@@ -255,59 +270,82 @@ class Downstream:
                 reason="shed",
                 retry_after=exc.retry_after,
             ) from None
-        slot_follows_abandoned_send = False
-        call = self.in_flight.start(method, route)
         try:
-            try:
-                probe = self.breaker.acquire()
-            except BreakerOpenError as exc:
-                self._count("breaker_open")
-                raise DownstreamUnavailable(
-                    self.name,
-                    f"circuit breaker for {self.name} is {exc.state.value}",
-                    reason="breaker_open",
-                    retry_after=exc.retry_after,
-                ) from None
-            try:
-                yield probe, call
-            except BaseException:
-                # A cancelled caller's send may still hold a connection (see cancellation.py):
-                # its slot is released when that send ends, or the pool would be over-admitted.
-                abandoned = self.sender.take_abandoned()
-                if abandoned is not None:
-                    abandoned.add_done_callback(self._release_slot)
-                    slot_follows_abandoned_send = True
-                raise
-        finally:
-            self.in_flight.finish(call)
-            if not slot_follows_abandoned_send:
-                self.bulkhead.release()
+            probe = self.breaker.acquire()
+        except BreakerOpenError as exc:
+            self.bulkhead.release()
+            self._count("breaker_open")
+            raise DownstreamUnavailable(
+                self.name,
+                f"circuit breaker for {self.name} is {exc.state.value}",
+                reason="breaker_open",
+                retry_after=exc.retry_after,
+            ) from None
+        return probe, self.in_flight.start(method, route)
+
+    def _release(self, call: InFlightCall, slot_follows_send: bool) -> None:
+        self.in_flight.finish(call)
+        if not slot_follows_send:
+            self.bulkhead.release()
+
+    def _slot_follows_abandoned_send(self) -> bool:
+        """A cancelled caller's send may still hold a connection (see cancellation.py): its slot
+        is then released when that send ends, or the pool would be over-admitted."""
+        abandoned = self.sender.take_abandoned()
+        if abandoned is None:
+            return False
+        abandoned.add_done_callback(self._release_slot)
+        return True
 
     def _release_slot(self, _send: object) -> None:
         self.bulkhead.release()
 
-    async def _send_with_retries(
+    async def _send(
         self, request: httpx.Request, deadline: float, call: InFlightCall
     ) -> httpx.Response:
+        """The first attempt inline; tenacity only when its outcome may be retried."""
         self.budget.deposit()
+        idempotent = is_idempotent(request.method, request.headers)
         traces: list[AttemptTrace] = []
-        retrying = self.retry.call(
-            deadline=deadline,
-            idempotent=is_idempotent(request.method, request.headers),
-            traces=traces,
-        )
+        first: httpx.Response | BaseException
         try:
-            response: httpx.Response = await retrying(
-                self._attempt, request, deadline, traces, call
-            )
+            first = await self._attempt(request, deadline, traces, call)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            if self.retry.error_reason(exc, idempotent=idempotent, traces=traces) is None:
+                raise self._error_for_failure(exc) from None
+            first = exc
+        else:
+            if self.retry.response_reason(first, idempotent=idempotent) is None:
+                return first
+        return await self._retry(first, request, deadline, traces, call, idempotent=idempotent)
+
+    async def _retry(
+        self,
+        first: httpx.Response | BaseException,
+        request: httpx.Request,
+        deadline: float,
+        traces: list[AttemptTrace],
+        call: InFlightCall,
+        *,
+        idempotent: bool,
+    ) -> httpx.Response:
+        retrying = self.retry.call(deadline=deadline, idempotent=idempotent, traces=traces)
+        replay = [first]
+
+        async def attempt() -> httpx.Response:
+            if replay:  # tenacity's attempt 1 is the one already made
+                outcome = replay.pop()
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                return outcome
+            return await self._attempt(request, deadline, traces, call)
+
+        try:
+            response: httpx.Response = await retrying(attempt)
         except (httpx.HTTPError, TimeoutError) as exc:
             if retrying.stopped_by == "budget":
                 raise self._budget_spent() from None
-            if isinstance(exc, TimeoutError):
-                raise DownstreamTimeout(
-                    self.name, f"{self.name} did not finish its response within the deadline"
-                ) from None
-            raise self._error_for_exception(exc) from None
+            raise self._error_for_failure(exc) from None
         if retrying.stopped_by == "budget":
             raise self._budget_spent()
         return response
@@ -365,16 +403,9 @@ class Downstream:
             }
         request.headers[self.deadline_header] = str(int(remaining * 1000))
 
-    def _build_request(
-        self,
-        method: str,
-        path: str,
-        path_params: Mapping[str, object] | None,
-        **options: Any,
-    ) -> httpx.Request:
-        """Build the request and prove it stays on this downstream's origin and base path."""
-        request_path = self.paths.build(path, dict(path_params) if path_params else None)
-        request = self.client.build_request(method.upper(), request_path, **options)
+    def _build_request(self, method: str, request_path: str, **options: Any) -> httpx.Request:
+        """Build the httpx request and prove it stays on this downstream's origin and base path."""
+        request = self.client.build_request(method, request_path, **options)
         url = request.url
         self.paths.check_final(
             url.scheme, url.host, url.port or DEFAULT_PORTS.get(url.scheme), url.raw_path
@@ -432,6 +463,13 @@ class Downstream:
                 retry_after=1.0 if retry_after is None else retry_after,
             )
         return DownstreamBadGateway(self.name, f"{self.name} answered {status}")
+
+    def _error_for_failure(self, exc: BaseException) -> DownstreamError:
+        if isinstance(exc, httpx.HTTPError):
+            return self._error_for_exception(exc)
+        return DownstreamTimeout(
+            self.name, f"{self.name} did not finish its response within the deadline"
+        )
 
     def _error_for_exception(self, exc: httpx.HTTPError) -> DownstreamError:
         if isinstance(exc, httpx.PoolTimeout):

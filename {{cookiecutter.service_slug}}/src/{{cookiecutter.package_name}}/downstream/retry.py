@@ -1,7 +1,10 @@
 """Retry decisions for downstream calls, on tenacity.
 
-A fresh ``AsyncRetrying`` is built per call (a shared one corrupts its state across tasks:
-tenacity #93); the strategies it uses are built once per downstream. Rules:
+The first attempt runs without tenacity (most calls need no retry, and tenacity's loop costs
+tens of microseconds); when its outcome may be retried, a fresh ``AsyncRetrying`` is built for
+the call (a shared one corrupts its state across tasks: tenacity #93) and replays that outcome
+as its attempt 1, so back-off, ``Retry-After``, stop and budget decisions see it. The
+strategies are built once per downstream. Rules:
 - only idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE) or requests with an
   ``Idempotency-Key`` are retried, decided before the first attempt;
 - on connection errors and on 429/502/503/504 (configurable);
@@ -103,26 +106,35 @@ class RetryPolicy:
     ) -> CallRetrying:
         return CallRetrying(self, deadline=deadline, idempotent=idempotent, trace=traces)
 
-    def retry_reason(self, state: RetryCallState) -> str | None:
-        """Why this outcome may be retried, or None when it must not be."""
-        call = state.retry_object
-        assert isinstance(call, CallRetrying)
-        assert state.outcome is not None
-        if state.outcome.failed:
-            exc = state.outcome.exception()
-            traces = call.traces
-            if exc is not None and traces and traces[-1].never_processed(exc):
-                return "goaway_unprocessed"
-            if call.idempotent and isinstance(exc, RETRYABLE_ERRORS):
-                return type(exc).__name__
-            return None
-        response: httpx.Response = state.outcome.result()
-        if not call.idempotent or response.status_code not in self.settings.retryable_statuses:
+    def error_reason(
+        self, exc: BaseException, *, idempotent: bool, traces: list[AttemptTrace]
+    ) -> str | None:
+        """Why a failed attempt may be retried, or None when it must not be."""
+        if traces and traces[-1].never_processed(exc):
+            return "goaway_unprocessed"
+        if idempotent and isinstance(exc, RETRYABLE_ERRORS):
+            return type(exc).__name__
+        return None
+
+    def response_reason(self, response: httpx.Response, *, idempotent: bool) -> str | None:
+        """Why a response may be retried, or None when it must not be."""
+        if not idempotent or response.status_code not in self.settings.retryable_statuses:
             return None
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         if retry_after is not None and retry_after > self.settings.retry_after_cap:
             return None
         return f"status_{response.status_code}"
+
+    def retry_reason(self, state: RetryCallState) -> str | None:
+        """``error_reason``/``response_reason`` for tenacity's view of an attempt."""
+        call = state.retry_object
+        assert isinstance(call, CallRetrying)
+        assert state.outcome is not None
+        if state.outcome.failed:
+            exc = state.outcome.exception()
+            assert exc is not None
+            return self.error_reason(exc, idempotent=call.idempotent, traces=call.traces)
+        return self.response_reason(state.outcome.result(), idempotent=call.idempotent)
 
     def should_retry(self, state: RetryCallState) -> bool:
         return self.retry_reason(state) is not None
