@@ -24,6 +24,7 @@ from {{ cookiecutter.package_name }}.downstream.httplib import httpx
 
 from loadtest.fault_server.harness import RunningFaultServer, serve_in_thread
 from tests.integration.conftest import one_downstream, running_service
+from tests.live import serve
 
 pytestmark = pytest.mark.slow
 NO_BREAKER = {"minimum_calls": 100_000}
@@ -373,3 +374,29 @@ def test_only_the_registry_constructs_clients() -> None:
         if "AsyncClient(" in path.read_text()
     )
     assert constructing == ["downstream/registry.py"]
+
+
+async def cookie_setting_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A downstream that sets a cookie and echoes the Cookie header it received."""
+    if scope["type"] != "http":
+        return
+    received = dict(scope["headers"]).get(b"cookie", b"").decode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain"), (b"set-cookie", b"session=user-a")],
+        }
+    )
+    await send({"type": "http.response.body", "body": received.encode()})
+
+
+@pytest.mark.anyio
+async def test_cookies_from_one_call_never_reach_the_next() -> None:
+    """One shared client serves every inbound user: it must not replay a downstream's cookie."""
+    with serve(cookie_setting_app) as url:
+        async with one_downstream(url) as catalog:
+            first = await catalog.get("/items/1")
+            second = await catalog.get("/items/2")
+    assert first.headers["set-cookie"] == "session=user-a"
+    assert second.text == ""

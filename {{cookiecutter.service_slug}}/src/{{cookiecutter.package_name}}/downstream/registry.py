@@ -5,6 +5,8 @@ downstream, for the life of the process, with explicit limits and timeouts and o
 ``ssl.SSLContext`` per trust configuration. Building a context costs ~38 ms of CPU, which is
 most of why a client per request runs 10-40x slower. Contexts are shared only between clients
 with the same ``http2`` flag, because httpcore sets ALPN on the context at every connect.
+Clients keep no cookies: one client serves every inbound user, so a cookie a downstream set
+for one request would otherwise be sent on everybody else's.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Annotated, TypeAlias
 
@@ -35,6 +38,12 @@ def build_ssl_context(ca_bundle: Path | None, verify: bool) -> ssl.SSLContext:
     return context
 
 
+def cookie_jar_that_keeps_nothing() -> CookieJar:
+    # A CookieJar, not httpx.Cookies: httpx copies a Cookies object into a jar of its own,
+    # dropping the policy, but keeps a CookieJar as it is.
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
 def build_client(settings: DownstreamSettings, ssl_context: ssl.SSLContext) -> httpx.AsyncClient:
     limits = settings.limits
     timeouts = settings.timeouts
@@ -51,6 +60,7 @@ def build_client(settings: DownstreamSettings, ssl_context: ssl.SSLContext) -> h
             connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=timeouts.pool
         ),
         headers={name: secret.get_secret_value() for name, secret in settings.headers.items()},
+        cookies=cookie_jar_that_keeps_nothing(),
         follow_redirects=False,  # a redirect could leave the configured origin
         trust_env=False,  # proxies from the environment would bypass the pool we size here
     )
