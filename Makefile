@@ -25,13 +25,16 @@ test: install ## The template's whole test suite: hooks, the bake matrix, each b
 	$(BIN)/python -m pytest tests
 
 lint: install ## ruff; zizmor and schemas on both workflow sets; hadolint and bandit on a bake
-	$(BIN)/ruff check hooks tests scripts
-	$(BIN)/ruff format --check hooks tests scripts
+	$(BIN)/ruff check hooks tests scripts benchmarks
+	$(BIN)/ruff format --check hooks tests scripts benchmarks
 	$(BIN)/python scripts/lint_workflows.py
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_deploy.py -k "hadolint or bandit"
 
 demo: install ## Bake the defaults into build/demo, install, test, serve /healthz, stop
 	$(BIN)/python scripts/demo.py
+
+bench: install ## Measure the baked service against a bare shared client (~8 min; BENCH_ARGS=--quick)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean: ## Remove the environment and build outputs
 	rm -rf $(VENV) build .pytest_cache .ruff_cache .mypy_cache

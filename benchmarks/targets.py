@@ -1,0 +1,132 @@
+"""The four targets and how each is started: command, environment, probe path.
+
+(1) the generated service (httpx), (2) a bare FastAPI app with one shared client (the seed's
+Step 1), (3) the same app with a client per request, (4) the generated service baked with httpx2.
+Every target calls the same downstream ``GET /items/{id}`` and is served by uvicorn with uvloop
+and httptools, without an access log, at log level warning.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .bake import Bake
+from .machine import Pinning
+from .processes import Server, free_port, spawn_server
+
+ITEM_PATH = "/items/42"
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    label: str
+    kind: str
+    """``service`` (a bake) or ``bare`` (benchmarks.bare_app)."""
+    variant: str
+    """The bake's http_client for a service; the client mode for a bare app."""
+
+
+SERVICE_HTTPX = Target("service_httpx", "(1) generated service, httpx", "service", "httpx")
+BARE_SHARED = Target("bare_shared", "(2) bare FastAPI, one shared client", "bare", "shared")
+PER_REQUEST = Target("per_request", "(3) bare FastAPI, client per request", "bare", "per-request")
+SERVICE_HTTPX2 = Target("service_httpx2", "(4) generated service, httpx2", "service", "httpx2")
+ALL = (SERVICE_HTTPX, BARE_SHARED, PER_REQUEST, SERVICE_HTTPX2)
+# A client per request has no pool to bound, so the pool-of-10 scenario leaves it out.
+SLOW = (SERVICE_HTTPX, BARE_SHARED, SERVICE_HTTPX2)
+
+
+@dataclass
+class Context:
+    """What starting a target needs: bakes by client, CPUs, a scratch folder for cwd and logs."""
+
+    bakes: dict[str, Bake]
+    pinning: Pinning
+    workdir: Path
+
+
+def spawn_target(
+    target: Target,
+    context: Context,
+    *,
+    downstream_url: str,
+    pool: int | None = None,
+    suffix: str = "",
+) -> Server:
+    """Start ``target`` against ``downstream_url`` (``processes.ready`` waits for it and pins it).
+
+    ``pool`` caps the target's connections, and for the generated service its bulkhead too.
+    """
+    port = free_port()
+    name = target.key + suffix
+    cwd = context.workdir / "cwd"  # no .env here: only the variables below configure a service
+    cwd.mkdir(exist_ok=True)
+    if target.kind == "service":
+        bake = context.bakes[target.variant]
+        p = bake.env_prefix
+        env = {
+            "PYTHONPATH": str(bake.src),
+            f"{p}HOST": "127.0.0.1",
+            f"{p}PORT": str(port),
+            f"{p}LOG_LEVEL": "warning",
+            f"{p}ACCESS_LOG": "false",
+            f"{p}DOWNSTREAMS__CATALOG__BASE_URL": downstream_url,
+            f"{p}DOWNSTREAMS__PRICING__BASE_URL": downstream_url,
+        }
+        if pool is not None:
+            env[f"{p}DOWNSTREAMS__CATALOG__LIMITS__MAX_CONNECTIONS"] = str(pool)
+            env[f"{p}DOWNSTREAMS__CATALOG__LIMITS__MAX_KEEPALIVE_CONNECTIONS"] = str(pool)
+            env[f"{p}DOWNSTREAMS__CATALOG__BULKHEAD__MAX_CONCURRENCY"] = str(pool)
+        command = [sys.executable, "-m", bake.package]
+        probe = "/readyz"
+    else:
+        env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.bare_app",
+            "--port",
+            str(port),
+            "--downstream",
+            downstream_url,
+            "--client",
+            target.variant,
+        ]
+        if pool is not None:
+            command += ["--max-connections", str(pool)]
+        probe = "/healthz"
+    return spawn_server(
+        name,
+        command,
+        port=port,
+        cpus=context.pinning.target,
+        env=env,
+        cwd=cwd,
+        log_dir=context.workdir,
+        probe_path=probe,
+    )
+
+
+def spawn_downstream(context: Context, name: str, latency_ms: float) -> Server:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.downstream",
+        "--port",
+        str(port),
+        "--latency-ms",
+        str(latency_ms),
+    ]
+    return spawn_server(
+        name,
+        command,
+        port=port,
+        cpus=context.pinning.downstream,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        cwd=context.workdir,
+        log_dir=context.workdir,
+        probe_path=ITEM_PATH,
+    )

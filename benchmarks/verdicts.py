@@ -1,0 +1,150 @@
+"""The issue's targets, checked against the figures. Reported, never asserted.
+
+Each verdict carries the goal, the figure it was judged on (a median), its min-max, and the
+evidence that goes with it, so a reader can disagree with the verdict from the report alone.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+ThroughputGoals = {10: 1.0, 100: 1.3}
+PER_REQUEST_GOAL = 10.0
+PIPELINE_OVERHEAD_US = 50.0
+BREAKER_OPEN_US = 20.0
+RSS_GROWTH_PERCENT = 10.0
+
+
+def verdict(
+    key: str, goal: str, median: float, low: float, high: float, met: bool, **evidence: Any
+) -> dict[str, Any]:
+    return {
+        "key": key,
+        "goal": goal,
+        "median": median,
+        "min": low,
+        "max": high,
+        "met": bool(met) and not math.isnan(median),
+        "evidence": evidence,
+    }
+
+
+def load_verdicts(scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = []
+    for scenario in scenarios:
+        if scenario["downstream"] != "fast":
+            continue
+        c = scenario["concurrency"]
+        ratios = scenario["ratios"]
+        pair = ratios.get("service_httpx/bare_shared")
+        if pair and c in ThroughputGoals:
+            t = pair["throughput"]
+            goal = ThroughputGoals[c]
+            found.append(
+                verdict(
+                    f"service_vs_shared_c{c}",
+                    f"(1)/(2) throughput >= {goal} at C={c}",
+                    t["median"],
+                    t["min"],
+                    t["max"],
+                    t["median"] >= goal,
+                    concurrency=c,
+                    cpu_efficiency_ratio=pair["cpu_efficiency"]["median"],
+                )
+            )
+        pair = ratios.get("service_httpx/per_request")
+        if pair:
+            t = pair["throughput"]
+            found.append(
+                verdict(
+                    f"service_vs_per_request_c{c}",
+                    f"(1)/(3) throughput >= {PER_REQUEST_GOAL:g} at C={c}",
+                    t["median"],
+                    t["min"],
+                    t["max"],
+                    t["median"] >= PER_REQUEST_GOAL,
+                    concurrency=c,
+                    cpu_efficiency_ratio=pair["cpu_efficiency"]["median"],
+                )
+            )
+    return found
+
+
+def micro_verdicts(micro: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    found = []
+    for client, figures in micro.items():
+        overhead = figures["pipeline_overhead"]
+        found.append(
+            verdict(
+                f"pipeline_overhead_{client}",
+                f"pipeline overhead <= {PIPELINE_OVERHEAD_US:g} us/call ({client} bake)",
+                overhead["median"],
+                overhead["min"],
+                overhead["max"],
+                overhead["median"] <= PIPELINE_OVERHEAD_US,
+                raw_client_get_us=figures["raw_client_get"]["median"],
+            )
+        )
+        open_ = figures["breaker_open_get"]
+        found.append(
+            verdict(
+                f"breaker_open_{client}",
+                f"open-breaker fail-fast <= {BREAKER_OPEN_US:g} us/call ({client} bake)",
+                open_["median"],
+                open_["min"],
+                open_["max"],
+                open_["median"] <= BREAKER_OPEN_US,
+            )
+        )
+    return found
+
+
+def memory_verdict(memory: dict[str, Any]) -> dict[str, Any]:
+    growth = memory["growth_percent"]
+    first, second = memory["requests"]
+    return verdict(
+        "rss_growth",
+        f"RSS growth {first:,} -> {second:,} requests <= {RSS_GROWTH_PERCENT:g} %",
+        growth,
+        growth,
+        growth,
+        growth <= RSS_GROWTH_PERCENT,
+        rss_kib=memory["rss_kib"],
+    )
+
+
+def pool_timeouts(summary: dict[str, Any]) -> int:
+    return sum(
+        n
+        for reason, n in summary["reasons"].items()
+        if "pool_exhausted" in reason or "PoolTimeout" in reason
+    )
+
+
+def sheds(summary: dict[str, Any]) -> int:
+    return sum(n for reason, n in summary["reasons"].items() if reason.endswith(":shed"))
+
+
+def slow_verdicts(scenario: dict[str, Any], deadlines: dict[str, float]) -> list[dict[str, Any]]:
+    found = []
+    for key, deadline in deadlines.items():
+        summary = scenario["targets"][key]["summary"]
+        p99 = summary["p99_ms"]
+        timeouts = pool_timeouts(summary)
+        found.append(
+            verdict(
+                f"slow_downstream_{key}",
+                f"slow downstream, C={scenario['concurrency']}, pool 10 ({key}): p99 of every "
+                f"run <= deadline ({deadline:g} s) and no PoolTimeout",
+                p99["median"],
+                p99["min"],
+                p99["max"],
+                p99["max"] <= deadline * 1000 and timeouts == 0,
+                deadline_ms=deadline * 1000,
+                pool_timeouts=timeouts,
+                sheds=sheds(summary),
+                statuses=summary["statuses"],
+            )
+        )
+    return found
