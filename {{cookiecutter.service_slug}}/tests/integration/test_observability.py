@@ -125,8 +125,9 @@ async def cancellation_storm(client: httpx.AsyncClient, rng: random.Random) -> N
 async def test_orphaned_connection_is_reproduced_then_repaired(
     fault: RunningFaultServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The raw client (what the pipeline's shield protects) leaks with httpcore 1.0.9; the
-    watchdog closes the orphan and the next call succeeds. httpcore2 does not leak at all."""
+    """The raw client (calls outside Downstream, which repairs its own cancellations) leaks with
+    httpcore 1.0.9; the monitor closes the orphan and the next call succeeds. httpcore2 does
+    not leak at all."""
     configure_logging("json", "info")
     fault.set_fault("items", "slow", latency_ms=5)
     fields: dict[str, Any] = {
@@ -149,10 +150,7 @@ async def test_orphaned_connection_is_reproduced_then_repaired(
         assert len(orphaned_connections(pool)) == 1
         with pytest.raises(httpx.PoolTimeout):  # what #1093 does to the next call
             await catalog.client.get("/items/next")
-        monitor = PoolMonitor([catalog], watch)
-        await monitor.repair_orphans(catalog)  # first sighting: suspect only
-        assert len(orphaned_connections(pool)) == 1
-        await monitor.repair_orphans(catalog)  # seen twice: closed
+        await PoolMonitor([catalog], watch).tick(catalog)
         assert orphaned_connections(pool) == []
         assert (await catalog.client.get("/items/next")).status_code == 200
         assert catalog.orphans_repaired == 1

@@ -34,7 +34,7 @@ from .breaker import (
 )
 from .budget import RetryBudget, RetryBudgetConfig
 from .bulkhead import Bulkhead, BulkheadConfig, BulkheadFullError
-from .cancellation import CancellationSafeSender
+from .cancellation import OrphanRepair
 from .config import DownstreamSettings, ObservabilitySettings
 from .deadline import call_deadline
 from .errors import (
@@ -72,7 +72,6 @@ class Downstream:
         self.client = client
         self.deadline_header = deadline_header
         self.observability = observability or ObservabilitySettings()
-        self.sender = CancellationSafeSender(client)
         self.paths = PathBuilder(name, settings.base_url)
         self.metrics = DownstreamMetrics(name)
         self.log = log.bind(downstream=name)  # bound once: a filtered-out debug() is a no-op
@@ -90,6 +89,7 @@ class Downstream:
             )
         )
         self.retry = RetryPolicy(name, settings.retry, self.budget, self.metrics)
+        self.orphans = OrphanRepair(client, self._orphan_repaired)
         self.in_flight = InFlightCalls()
         self.open_streams = OpenStreams()
         self.outcomes: Counter[str] = Counter()
@@ -132,7 +132,6 @@ class Downstream:
             self._count("timeout")
             raise DownstreamTimeout(self.name, "the request's deadline had already passed")
         probe, call = await self._admit(method, path)  # sheds and open breakers fail here, fast
-        slot_follows_send = False
         try:
             request = self._build_request(
                 method, request_path, params=params, json=json, content=content, headers=headers
@@ -146,10 +145,9 @@ class Downstream:
             raise
         except BaseException:  # cancelled, or a bug: no verdict on the downstream
             self.breaker.record_cancelled(probe=probe)
-            slot_follows_send = self._slot_follows_abandoned_send()
             raise
         finally:
-            self._release(call, slot_follows_send)
+            self._release(call)
         if is_failure_status(response.status_code):
             self._record(probe, call, "error", failed=True)
             raise self._error_for_status(response)
@@ -180,19 +178,18 @@ class Downstream:
         opened = self.open_streams.open(method, path, depth=3)
         try:
             probe, call = await self._admit(method, path)
-            slot_follows_send = False
             try:
                 request = self._build_request(method, request_path, params=params, headers=headers)
                 self._prepare_attempt(request, deadline)
-                response = await self.sender.send(request)
+                response = await self._send_once(request)
             except httpx.HTTPError as exc:
                 error = self._error_for_exception(exc)
                 self._record(probe, call, error.reason, failed=True)
-                self._release(call, slot_follows_send)
+                self._release(call)
                 raise error from None
             except BaseException:
                 self.breaker.record_cancelled(probe=probe)
-                self._release(call, self._slot_follows_abandoned_send())
+                self._release(call)
                 raise
             try:
                 if is_failure_status(response.status_code):
@@ -202,7 +199,7 @@ class Downstream:
                 yield response
             finally:
                 await response.aclose()
-                self._release(call, slot_follows_send)
+                self._release(call)
         except GeneratorExit:  # the context was dropped unexited and collected
             self.metrics.leak("garbage_collected")
             log.warning(
@@ -283,22 +280,28 @@ class Downstream:
             ) from None
         return probe, self.in_flight.start(method, route)
 
-    def _release(self, call: InFlightCall, slot_follows_send: bool) -> None:
+    def _release(self, call: InFlightCall) -> None:
         self.in_flight.finish(call)
-        if not slot_follows_send:
-            self.bulkhead.release()
-
-    def _slot_follows_abandoned_send(self) -> bool:
-        """A cancelled caller's send may still hold a connection (see cancellation.py): its slot
-        is then released when that send ends, or the pool would be over-admitted."""
-        abandoned = self.sender.take_abandoned()
-        if abandoned is None:
-            return False
-        abandoned.add_done_callback(self._release_slot)
-        return True
-
-    def _release_slot(self, _send: object) -> None:
         self.bulkhead.release()
+
+    async def _send_once(self, request: httpx.Request) -> httpx.Response:
+        """One send; a cancelled one has the pool checked for the orphan it may leave."""
+        try:
+            return await self.client.send(request, stream=True)
+        except asyncio.CancelledError:
+            self.orphans.after_cancel()
+            raise
+
+    def _orphan_repaired(self, pool: object) -> None:
+        self.orphans_repaired += 1
+        self.metrics.orphans_repaired.inc()
+        log.warning(
+            "downstream.pool.orphan_connection",
+            downstream=self.name,
+            action="closed",
+            cause="httpcore#1093: a cancelled request left it reserved with no owner",
+            pool=self.snapshot()["pool"],
+        )
 
     async def _send(
         self, request: httpx.Request, deadline: float, call: InFlightCall
@@ -364,7 +367,7 @@ class Downstream:
             trace = AttemptTrace()
             traces.append(trace)
             request.extensions["trace"] = trace
-        response = await self.sender.send(request)
+        response = await self._send_once(request)
         try:
             # The connection is assigned by now, so cancelling here cannot orphan it.
             async with asyncio.timeout(deadline - time.monotonic()):

@@ -3,9 +3,8 @@
 Each tick it refreshes the pool gauges, logs ``downstream.pool.snapshot`` when something changed
 or utilisation is high, ``downstream.pool.saturated`` when utilisation crosses the threshold,
 ``downstream.response.leaked`` for streams held open too long, and closes connections that
-were reserved for a request no longer there (httpcore #1093) as
-``downstream.pool.orphan_connection``. An orphan is
-closed only when two consecutive ticks saw it, so a connection being handed over is never hit.
+were reserved for a request no longer there (httpcore #1093), logged by the downstream as
+``downstream.pool.orphan_connection``.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import structlog
 
 from .client import Downstream
 from .config import ObservabilitySettings
-from .pool_internals import client_pool, evict, orphaned_connections
 
 log = structlog.get_logger("downstream.pool")
 
@@ -30,7 +28,6 @@ class PoolMonitor:
         self.settings = settings
         self.last_snapshot: dict[str, tuple[object, ...]] = {}
         self.saturated: set[str] = set()
-        self.orphan_suspects: dict[str, set[int]] = {}
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -83,25 +80,5 @@ class PoolMonitor:
                 kind="held_open",
                 **stream.describe(time.monotonic()),
             )
-        if self.settings.repair_orphans:
-            await self.repair_orphans(downstream)
-
-    async def repair_orphans(self, downstream: Downstream) -> None:
-        pool = client_pool(downstream.client)
-        orphans = orphaned_connections(pool)
-        suspects = self.orphan_suspects.get(downstream.name, set())
-        confirmed = [c for c in orphans if id(c) in suspects]
-        self.orphan_suspects[downstream.name] = {id(c) for c in orphans} - {
-            id(c) for c in confirmed
-        }
-        for connection in confirmed:
-            if await evict(pool, connection):
-                downstream.metrics.orphans_repaired.inc()
-                downstream.orphans_repaired += 1
-                log.warning(
-                    "downstream.pool.orphan_connection",
-                    downstream=downstream.name,
-                    action="closed",
-                    cause="httpcore#1093: a cancelled request left it reserved with no owner",
-                    pool=downstream.snapshot()["pool"],
-                )
+        if self.settings.repair_orphans:  # a backstop: calls cancelled inside Downstream are
+            await downstream.orphans.repair()  # repaired at once; this catches everything else

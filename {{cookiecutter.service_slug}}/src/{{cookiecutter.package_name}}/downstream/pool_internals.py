@@ -80,13 +80,18 @@ def pool_stats(pool: Any) -> PoolStats:
 
 def orphaned_connections(pool: Any) -> list[Any]:
     """Connections reserved for a request (connecting, or open and never used) that no request
-    owns: httpcore #1093 leaves these when a request is cancelled right after assignment.
-    Nothing will ever use or close them, and each counts against ``max_connections``."""
+    owns and no other request may take: httpcore #1093 leaves these when a request is cancelled
+    right after assignment. Nothing will ever use or close them, and each counts against
+    ``max_connections``. (An HTTP/2 connection still connecting is available to others, so it
+    is never an orphan.) The pool assigns connections synchronously, so this holds at any
+    instant: an orphan can be closed as soon as it is seen."""
     owned = {id(getattr(request, REQUEST_CONNECTION)) for request in getattr(pool, POOL_REQUESTS)}
     return [
         connection
         for connection in pool.connections
-        if connection_state(connection) == "connecting" and id(connection) not in owned
+        if connection_state(connection) == "connecting"
+        and id(connection) not in owned
+        and not connection.is_available()
     ]
 
 
