@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
-from typing import Annotated, TypeAlias
+from typing import Annotated
 
 import certifi
 from fastapi import Depends, Request
@@ -26,8 +26,9 @@ from .client import Downstream
 from .config import DownstreamSettings, ObservabilitySettings
 from .httplib import httpx
 
-Downstreams: TypeAlias = Mapping[str, Downstream]
-TlsKey: TypeAlias = tuple[Path | None, bool, bool]
+# Implicit aliases: valid on every supported Python (3.12's `type` statement is not on 3.11).
+Downstreams = Mapping[str, Downstream]
+TlsKey = tuple[Path | None, bool, bool]
 
 
 def build_ssl_context(ca_bundle: Path | None, verify: bool) -> ssl.SSLContext:
