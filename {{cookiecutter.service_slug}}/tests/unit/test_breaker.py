@@ -437,3 +437,19 @@ def test_failure_statuses(status_code: int, failed: bool) -> None:
 def test_config_refuses_nonsense(overrides: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=r"must|need"):
         dataclasses.replace(BreakerConfig(), **overrides)
+
+
+def test_check_refusing_mirrors_acquire_without_changing_state() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("x", BreakerConfig(minimum_calls=1, open_duration=5.0), clock=clock)
+    breaker.check_refusing()  # closed: nothing to refuse
+    breaker.record_failure(0.01, probe=False)
+    assert breaker.state == "open"
+    with pytest.raises(BreakerOpenError):
+        breaker.check_refusing()
+    clock.advance(6.0)
+    breaker.check_refusing()  # due for a probe: not refused, and still OPEN until acquire()
+    assert breaker.state == "open"
+    assert breaker.acquire() is True
+    with pytest.raises(BreakerOpenError):
+        breaker.check_refusing()  # the probe is in flight

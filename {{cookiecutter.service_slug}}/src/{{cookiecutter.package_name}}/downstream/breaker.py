@@ -197,6 +197,22 @@ class CircuitBreaker:
     def state(self) -> BreakerState:
         return self._state
 
+    def check_refusing(self) -> None:
+        """Raise BreakerOpenError if ``acquire`` would refuse now, changing nothing.
+
+        Lets a caller refuse before it queues for anything else (a bulkhead slot held by
+        calls to the very downstream that opened the breaker).
+        """
+        state = self._state
+        if state is _CLOSED:
+            return
+        if state is _FORCED_OPEN:
+            raise BreakerOpenError(self.name, self._config.open_duration, state)
+        if state is _OPEN or (state is _HALF_OPEN and self._probe_in_flight):
+            retry_after = self._next_probe_at - self._clock()
+            if retry_after > 0.0:
+                raise BreakerOpenError(self.name, retry_after, state)
+
     def acquire(self) -> bool:
         """Admit one call; True means it is the half-open probe.
 

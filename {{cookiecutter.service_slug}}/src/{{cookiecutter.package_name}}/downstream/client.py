@@ -255,7 +255,15 @@ class Downstream:
     # -- pipeline -----------------------------------------------------------------------------
 
     async def _admit(self, method: str, route: str) -> tuple[bool, InFlightCall]:
-        """Bulkhead then breaker; returns (is this a half-open probe, the in-flight record)."""
+        """Bulkhead then breaker; returns (is this a half-open probe, the in-flight record).
+
+        An open breaker refuses before the bulkhead is asked: otherwise calls would queue for
+        slots held by calls hanging on the very downstream that opened it.
+        """
+        try:
+            self.breaker.check_refusing()
+        except BreakerOpenError as exc:
+            raise self._breaker_refused(exc) from None
         try:
             await self.bulkhead.acquire()
         except BulkheadFullError as exc:
@@ -269,16 +277,19 @@ class Downstream:
             ) from None
         try:
             probe = self.breaker.acquire()
-        except BreakerOpenError as exc:
+        except BreakerOpenError as exc:  # it opened while this call waited for its slot
             self.bulkhead.release()
-            self._count("breaker_open")
-            raise DownstreamUnavailable(
-                self.name,
-                f"circuit breaker for {self.name} is {exc.state.value}",
-                reason="breaker_open",
-                retry_after=exc.retry_after,
-            ) from None
+            raise self._breaker_refused(exc) from None
         return probe, self.in_flight.start(method, route)
+
+    def _breaker_refused(self, exc: BreakerOpenError) -> DownstreamUnavailable:
+        self._count("breaker_open")
+        return DownstreamUnavailable(
+            self.name,
+            f"circuit breaker for {self.name} is {exc.state.value}",
+            reason="breaker_open",
+            retry_after=exc.retry_after,
+        )
 
     def _release(self, call: InFlightCall) -> None:
         self.in_flight.finish(call)
