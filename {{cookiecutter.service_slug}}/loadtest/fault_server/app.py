@@ -2,7 +2,12 @@
 
 Plain ASGI, no framework: under load the fault server must not be the
 bottleneck. Every wait (latency, hang, drip) also watches for the client going
-away, so abandoned requests end at once instead of piling up as tasks.
+away, so abandoned requests end at once instead of piling up as tasks. (Over
+HTTP/2 a client that times out may just forget the stream, as httpx does; a
+hung stream then ends when its connection closes, or at HANG_CAP_S.)
+
+``reset`` sends the headers and half the body, then aborts the connection with
+a TCP RST; over HTTP/2 that takes every other stream on the connection with it.
 
 Responses echo ``x-request-deadline-ms`` and ``idempotency-key`` as
 ``deadline_ms`` / ``idempotency_key`` (the raw header string, or null) so the

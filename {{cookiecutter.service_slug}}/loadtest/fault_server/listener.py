@@ -8,9 +8,10 @@ module owns the accept loop (``asyncio.start_server``) and hands every accepted
 connection to hypercorn's ``TCPServer``, exactly what ``worker_serve`` does.
 HTTP/1.1, HTTP/2 and TLS/ALPN stay hypercorn's; nothing sits between the client
 and hypercorn, so the hot path has no extra copy (measured: same throughput as
-``hypercorn.asyncio.serve`` with the same app). ``TCPServer`` and
-``WorkerContext`` are hypercorn internals, identical in 0.17 and 0.18: the
-integration tests are what tells you if an upgrade moves them.
+``hypercorn.asyncio.serve`` with the same app). ``TCPServer`` (with the two
+methods overridden below) and ``WorkerContext`` are hypercorn internals, the
+same in 0.17 and 0.18: tests/integration/test_fault_server.py is what tells
+you if an upgrade moves them.
 """
 
 from __future__ import annotations

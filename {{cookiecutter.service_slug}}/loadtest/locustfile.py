@@ -1,0 +1,321 @@
+"""The locust side of ``python -m loadtest``: users, the phase shape, fault switching, the gate.
+
+``python -m loadtest`` runs this file headless in a subprocess. To spread the users over several
+machines, start the fault server and the service yourself and run, from the project root::
+
+    python -m locust -f loadtest/locustfile.py --headless --master --expect-workers 2 \\
+        --host http://SERVICE:8000 --csv loadtest/reports/manual/locust --html ...
+    python -m locust -f loadtest/locustfile.py --worker --master-host MASTER   # on each worker
+
+Settings come from the environment (only the master needs them):
+``LOADTEST_PROFILE`` (quick|default), ``LOADTEST_FAULT_ADMIN`` (the fault server's admin URL),
+``LOADTEST_REPORT_DIR`` (where verdict.json goes), ``LOADTEST_SERVICE_PID`` (for RSS and fds;
+without it they are read from the service's /metrics), ``LOADTEST_LIMITS`` (JSON overrides),
+``LOADTEST_STOP_FILE`` (created by the runner to end the run early).
+
+Only the master (or the single local runner) runs ``tick()``, switches faults and judges: the
+fault switch and the snapshots run in a greenlet so ``tick()`` never blocks, and workers learn
+the phase from a message, so every request is named after the phase it ran in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import gevent
+from locust import FastHttpUser, LoadTestShape, User, between, events, task
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from loadtest import probes
+from loadtest.client_timeline import Totals, per_second
+from loadtest.gate import (
+    RequestRow,
+    RunData,
+    Snapshot,
+    Window,
+    evaluate,
+    format_table,
+    passed,
+    verdict_document,
+    write_verdict,
+)
+from loadtest.naming import DETAILS, HEALTHZ, ITEMS, classify, parse_name, request_name
+from loadtest.profiles import (
+    FULL_MIX,
+    IMPATIENT_TIMEOUT_S,
+    SPAWN_RATE,
+    Phase,
+    make_profile,
+    parse_limit_overrides,
+)
+
+log = logging.getLogger("loadtest")
+
+PHASE_MESSAGE: Final = "loadtest_phase"
+ITEM_IDS: Final = 1000
+#: How long the gate waits for a fault switch or a snapshot still running when the run ends.
+SWITCH_JOIN_TIMEOUT_S: Final = 10.0
+CLIENT_SAMPLE_S: Final = 1.0
+#: Workers report every 3 s: a line waits for new counts, but at most this long.
+CLIENT_LINE_MAX_S: Final = 5.0
+
+PROFILE: Final = make_profile(
+    os.environ.get("LOADTEST_PROFILE", "default"),
+    parse_limit_overrides(os.environ.get("LOADTEST_LIMITS")),
+)
+FAULT_ADMIN: Final = os.environ.get("LOADTEST_FAULT_ADMIN")
+REPORT_DIR: Final = Path(os.environ.get("LOADTEST_REPORT_DIR", "loadtest/reports/manual"))
+_pid = os.environ.get("LOADTEST_SERVICE_PID")
+SERVICE_PID: Final = int(_pid) if _pid else None
+_stop = os.environ.get("LOADTEST_STOP_FILE")
+#: The runner creates this file to end the run early (see ``__main__.stop_locust``).
+STOP_FILE: Final = Path(_stop) if _stop else None
+
+#: The phase new requests are named after, and its route mix: set by tick() locally, by a
+#: message on workers.
+current_phase = "0-start"
+current_mix: tuple[tuple[str, int], ...] = FULL_MIX
+PATHS: Final = {
+    ITEMS: "/items/{id}",
+    DETAILS: "/items/{id}/details",
+    HEALTHZ: "/healthz",
+}
+
+
+# -- users --------------------------------------------------------------------------------------
+
+
+class ServiceUser(FastHttpUser):
+    """Calls the example routes. Every request has a timeout: a hung service never hangs us."""
+
+    wait_time = between(0.1, 0.5)
+    connection_timeout = 5.0
+    network_timeout = 10.0
+    max_retries = 0
+    impatient = False
+
+    @task
+    def call_a_route(self) -> None:
+        phase, mix = current_phase, current_mix
+        endpoints, weights = zip(*mix, strict=True)
+        endpoint = random.choices(endpoints, weights)[0]
+        path = PATHS[endpoint].format(id=random.randint(1, ITEM_IDS))
+        self.call(phase, endpoint, path)
+
+    def call(self, phase: str, endpoint: str, path: str) -> None:
+        with self.client.get(
+            path, name=request_name(phase, endpoint, ""), catch_response=True
+        ) as response:
+            headers = {k.lower(): v for k, v in (response.headers or {}).items()}
+            error = getattr(response, "error", None)
+            status = response.status_code or 0
+            outcome = classify(
+                endpoint,
+                status,
+                headers,
+                (response.content or b"") if status else b"",
+                impatient=self.impatient,
+                timed_out=_is_timeout(error),
+            )
+            response.request_meta["name"] = request_name(phase, endpoint, outcome.label)
+            if outcome.success:
+                response.success()
+            else:
+                response.failure(outcome.label if status else f"no response: {error!r}")
+
+
+class ImpatientUser(ServiceUser):
+    """Gives up on any request slower than IMPATIENT_TIMEOUT_S and closes its connection."""
+
+    network_timeout = IMPATIENT_TIMEOUT_S
+    impatient = True
+
+
+def _is_timeout(error: object) -> bool:
+    return isinstance(error, TimeoutError | gevent.Timeout) or "timed out" in str(error).lower()
+
+
+# -- phases -------------------------------------------------------------------------------------
+
+
+class PhaseController:
+    """Master side: enters phases, switches faults, and takes the snapshots the gate reads."""
+
+    def __init__(self, service_url: str) -> None:
+        self.service_url = service_url
+        self.current: Phase | None = None
+        self.windows: dict[str, Window] = {}
+        self.starts: dict[str, float] = {}
+        self.ended = False  # tick() ran past the last phase
+        self._switch: Any = None  # the latest fault-switch greenlet
+
+    def enter(self, phase: Phase, environment: Environment) -> None:
+        """Called from tick(): name requests after ``phase`` now, switch faults in a greenlet."""
+        previous, self.current = self.current, phase
+        self.starts[phase.name] = time.time()
+        self.windows[phase.name] = Window()
+        if environment.runner is not None:  # to every process that runs users, this one too
+            environment.runner.send_message(
+                PHASE_MESSAGE, {"name": phase.name, "mix": [list(pair) for pair in phase.mix]}
+            )
+        self._switch = gevent.spawn(self._switch_faults, previous, phase, self._switch)
+        log.info("phase %s: %s (%d users)", phase.name, phase.title, phase.users)
+
+    def _switch_faults(self, previous: Phase | None, phase: Phase, before: Any) -> None:
+        if before is not None:
+            before.join()  # switches apply in order even when the service answers slowly
+        if previous is not None:
+            self.windows[previous.name].end = self.snapshot()
+        if FAULT_ADMIN:
+            try:
+                probes.apply_faults(FAULT_ADMIN, phase.faults)
+            except OSError as error:
+                log.error("phase %s: could not set faults: %s", phase.name, error)
+        self.windows[phase.name].start = self.snapshot()
+
+    def snapshot(self) -> Snapshot:
+        return probes.snapshot(self.service_url, FAULT_ADMIN, SERVICE_PID)
+
+    def close(self) -> None:
+        """The run is over: let the last switch finish and close the last phase's window."""
+        if self._switch is not None:
+            self._switch.join(timeout=SWITCH_JOIN_TIMEOUT_S)
+        if self.current is not None and self.ended:
+            self.windows[self.current.name].end = self.snapshot()
+
+    def drained_snapshot(self, grace_s: float) -> Snapshot:
+        """Poll until no call is in flight or queued (at most ``grace_s``), then snapshot."""
+        give_up = time.monotonic() + grace_s
+        while True:
+            snap = self.snapshot()
+            if time.monotonic() >= give_up or _drained(snap):
+                return snap
+            gevent.sleep(0.2)
+
+
+def _drained(snap: Snapshot) -> bool:
+    views = snap.downstreams
+    if not views:
+        return False
+    return all(
+        view.get("in_flight") == 0
+        and view.get("queued") == 0
+        and view.get("pool", {}).get("active") == 0
+        for view in views.values()
+    )
+
+
+controller: PhaseController | None = None
+
+
+class ClientRecorder:
+    """Master side: appends what the clients saw each second to ``client_timeline.jsonl``."""
+
+    def __init__(self, environment: Environment, path: Path) -> None:
+        self.environment = environment
+        self.path = path
+
+    def run(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        previous = self.totals()
+        with self.path.open("a", encoding="utf-8") as timeline:
+            while True:
+                gevent.sleep(CLIENT_SAMPLE_S)
+                now = self.totals()
+                unchanged = now.requests == previous.requests
+                if unchanged and now.t - previous.t < CLIENT_LINE_MAX_S:
+                    continue  # a distributed run between worker reports
+                timeline.write(json.dumps(per_second(previous, now)) + "\n")
+                timeline.flush()
+                previous = now
+
+    def totals(self) -> Totals:
+        stats = self.environment.stats
+        sheds = 0
+        for entry in stats.entries.values():
+            parsed = parse_name(entry.name)
+            if parsed is not None and parsed.is_shed:
+                sheds += entry.num_requests
+        runner = self.environment.runner
+        return Totals(
+            t=time.time(),
+            users=runner.user_count if runner is not None else 0,
+            requests=stats.total.num_requests,
+            failures=stats.total.num_failures,
+            sheds=sheds,
+            response_times=dict(stats.total.response_times),
+        )
+
+
+recorder: Any = None  # the ClientRecorder greenlet
+
+
+class PhaseShape(LoadTestShape):
+    """Runs the profile's phases back to back, then ends the run."""
+
+    def tick(self) -> tuple[int, float, list[type[User]] | None] | None:
+        assert controller is not None
+        if STOP_FILE is not None and STOP_FILE.exists():
+            log.warning("stop requested: ending the run before its last phase")
+            return None  # controller.ended stays False: the gate reports the run interrupted
+        phase = PROFILE.phase_at(self.get_run_time())  # type: ignore[no-untyped-call]
+        if phase is None:
+            controller.ended = True
+            return None
+        if controller.current is not phase:
+            assert self.runner is not None
+            controller.enter(phase, self.runner.environment)
+        user_class: type[User] = ImpatientUser if phase.impatient else ServiceUser
+        return phase.users, SPAWN_RATE, [user_class]
+
+
+# -- wiring and the gate ------------------------------------------------------------------------
+
+
+def _on_phase_message(environment: Environment, msg: Any, **kwargs: Any) -> None:
+    global current_phase, current_mix
+    current_phase = str(msg.data["name"])
+    current_mix = tuple((str(endpoint), int(weight)) for endpoint, weight in msg.data["mix"])
+
+
+@events.init.add_listener  # type: ignore[untyped-decorator]  # locust's EventHook is untyped
+def _on_init(environment: Environment, **kwargs: Any) -> None:
+    global controller, recorder
+    runner = environment.runner
+    if runner is None:
+        return
+    if not isinstance(runner, MasterRunner):  # this process runs users
+        runner.register_message(PHASE_MESSAGE, _on_phase_message)
+    if not isinstance(runner, WorkerRunner):
+        controller = PhaseController(str(environment.host or "").rstrip("/"))
+        timeline = REPORT_DIR / "client_timeline.jsonl"
+        recorder = gevent.spawn(ClientRecorder(environment, timeline).run)
+
+
+@events.quitting.add_listener  # type: ignore[untyped-decorator]
+def _gate(environment: Environment, **kwargs: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner) or controller is None:
+        return  # workers hold no aggregated stats: only the master judges
+    if recorder is not None:
+        recorder.kill(block=False)
+    controller.close()
+    grace = PROFILE.service.deadline_s + PROFILE.limits.drain_grace_s
+    final = controller.drained_snapshot(grace) if controller.ended else None
+    rows = [
+        RequestRow(entry.name, entry.num_requests, entry.num_failures, dict(entry.response_times))
+        for entry in environment.stats.entries.values()
+    ]
+    data = RunData(rows, controller.windows, final, completed=controller.ended)
+    verdicts = evaluate(PROFILE, data)
+    document = verdict_document(PROFILE, verdicts, data, controller.starts)
+    write_verdict(REPORT_DIR / "verdict.json", document)
+    ok = passed(verdicts)
+    log.info("SLO verdict (%s):\n%s", "pass" if ok else "FAIL", format_table(verdicts))
+    environment.process_exit_code = 0 if ok else 1

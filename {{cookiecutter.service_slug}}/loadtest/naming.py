@@ -1,0 +1,113 @@
+"""How a response is classified and named: ``[phase] endpoint (outcome)``.
+
+The locustfile names every request this way, so locust keeps one stats row per phase, route
+and outcome; the gate parses the names back. Both sides use this module, so they cannot drift
+apart. Outcomes:
+
+- ``""`` (no suffix): a 2xx answer;
+- ``degraded``: ``/details`` answered 200 without a price;
+- ``shed <reason>``: 503 with ``Retry-After`` and problem+json, an expected refusal;
+- ``aborted``: an impatient client gave up waiting (it meant to);
+- ``pricing failed``: ``/details`` failed because of pricing instead of degrading;
+- ``<status> <reason>`` / ``<status> bare``: any other error, with or without problem+json;
+- ``no response``: the connection failed or the client timed out.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+ITEMS: Final = "GET /items"
+DETAILS: Final = "GET /items/details"
+HEALTHZ: Final = "GET /healthz"
+
+PROBLEM_JSON: Final = "application/problem+json"
+_NAME: Final = re.compile(
+    r"^\[(?P<phase>[^\]]+)\] (?P<endpoint>GET \S+)(?: \((?P<outcome>[^)]+)\))?$"
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    label: str  # "" for a plain success
+    success: bool  # how locust records it: sheds and intended aborts are not failures
+
+
+@dataclass(frozen=True)
+class ParsedName:
+    phase: str
+    endpoint: str
+    outcome: str
+
+    @property
+    def status(self) -> int | None:
+        head = self.outcome.split(" ", 1)[0]
+        return int(head) if head.isdigit() else None
+
+    @property
+    def is_shed(self) -> bool:
+        return self.outcome.startswith("shed ")
+
+    @property
+    def shed_reason(self) -> str | None:
+        return self.outcome.removeprefix("shed ") if self.is_shed else None
+
+    @property
+    def is_bare_error(self) -> bool:
+        """A 500, an error without problem+json, or no answer at all: never acceptable."""
+        return self.status == 500 or self.outcome.endswith(" bare") or self.outcome == "no response"
+
+
+def request_name(phase: str, endpoint: str, outcome: str) -> str:
+    return f"[{phase}] {endpoint}" + (f" ({outcome})" if outcome else "")
+
+
+def parse_name(name: str) -> ParsedName | None:
+    """The parts of a name built by ``request_name``; None for anything else."""
+    match = _NAME.match(name)
+    if match is None:
+        return None
+    return ParsedName(match["phase"], match["endpoint"], match["outcome"] or "")
+
+
+def classify(
+    endpoint: str,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    impatient: bool = False,
+    timed_out: bool = False,
+) -> Outcome:
+    """Classify one response; ``headers`` has lower-case names; ``status`` 0 = no response."""
+    if status == 0:
+        if impatient and timed_out:
+            return Outcome("aborted", success=True)
+        return Outcome("no response", success=False)
+    if 200 <= status < 300:
+        if endpoint == DETAILS and _json_field(body, "degraded") is True:
+            return Outcome("degraded", success=True)
+        return Outcome("", success=True)
+    is_problem = headers.get("content-type", "").startswith(PROBLEM_JSON)
+    if not is_problem:
+        return Outcome(f"{status} bare", success=False)
+    downstream = _json_field(body, "downstream")
+    if endpoint == DETAILS and downstream == "pricing":
+        return Outcome("pricing failed", success=False)
+    reason = _json_field(body, "reason")
+    reason_text = reason if isinstance(reason, str) and reason else "problem"
+    if status == 503 and headers.get("retry-after"):
+        return Outcome(f"shed {reason_text}", success=True)
+    return Outcome(f"{status} {reason_text}", success=False)
+
+
+def _json_field(body: bytes, name: str) -> object:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    return document.get(name) if isinstance(document, dict) else None

@@ -1,0 +1,422 @@
+"""Every number of the load test in one place: phases, users, faults, service settings, SLOs.
+
+A profile is data. ``quick`` (CI, <= 90 s with start-up) runs the service with short breaker
+and deadline settings so that each scenario fits in a few seconds; ``default`` (<= 6 min) runs
+it with the settings the service ships with. To change a limit for one run, pass
+``--limit NAME=VALUE`` to ``python -m loadtest`` (names: the fields of ``Limits``); to change a
+phase, edit its builder below: the SLOs are derived from the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from loadtest.naming import DETAILS, HEALTHZ, ITEMS
+
+#: A phase's users come in at this rate (per second): fast enough that a phase of a few
+#: seconds runs at its user count, and that a spike is a spike.
+SPAWN_RATE: Final = 100.0
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """One ``PUT /__admin/faults/{route}`` of the fault server."""
+
+    route: str  # "items", "prices" or "*"
+    mode: str
+    params: Mapping[str, float] = field(default_factory=dict)
+
+    def body(self) -> dict[str, object]:
+        return {"mode": self.mode, **self.params}
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """What the runner sets on every downstream of the service, and what the limits derive from.
+
+    The defaults are the service's own; a profile changes only what it must to fit its time.
+    """
+
+    deadline_s: float = 5.0
+    bulkhead_max_wait_s: float = 0.5
+    breaker_window_s: int = 10
+    breaker_minimum_calls: int = 20
+    breaker_open_s: float = 5.0
+    breaker_open_max_s: float = 30.0
+    breaker_half_open_probes: int = 3
+    budget_ratio: float = 0.2
+    budget_min_per_second: float = 5.0
+    budget_window_s: int = 10
+    retry_after_cap_s: float = 5.0
+
+    def environment(self, prefix: str, downstreams: list[str]) -> dict[str, str]:
+        """``<PREFIX>DOWNSTREAMS__<NAME>__...`` variables for every downstream."""
+        fields = {
+            "DEADLINE_SECONDS": self.deadline_s,
+            "BULKHEAD__MAX_WAIT": self.bulkhead_max_wait_s,
+            "BREAKER__WINDOW_SECONDS": self.breaker_window_s,
+            "BREAKER__MINIMUM_CALLS": self.breaker_minimum_calls,
+            "BREAKER__OPEN_DURATION": self.breaker_open_s,
+            "BREAKER__OPEN_DURATION_MAX": self.breaker_open_max_s,
+            "BREAKER__HALF_OPEN_PROBES": self.breaker_half_open_probes,
+            "RETRY__BUDGET_RATIO": self.budget_ratio,
+            "RETRY__BUDGET_MIN_PER_SECOND": self.budget_min_per_second,
+            "RETRY__BUDGET_WINDOW_SECONDS": self.budget_window_s,
+            "RETRY__RETRY_AFTER_CAP": self.retry_after_cap_s,
+        }
+        return {
+            f"{prefix}DOWNSTREAMS__{name.upper()}__{key}": str(value)
+            for name in downstreams
+            for key, value in fields.items()
+        }
+
+
+@dataclass(frozen=True)
+class Limits:
+    """SLO limits that are not derived from the service's settings (seconds unless named)."""
+
+    baseline_error_ratio: float = 0.005
+    #: A shed answers within the bulkhead's max wait plus this.
+    shed_margin_s: float = 0.1
+    healthz_p99_s: float = 0.1
+    #: A 504 arrives within the deadline plus this.
+    timeout_margin_s: float = 0.2
+    breaker_open_p99_s: float = 0.02
+    #: received / sent <= 1 + what the retry budget allows + this.
+    amplification_margin: float = 0.05
+    refused_p99_s: float = 0.5
+    #: Throttled: retries seen downstream (received - sent) <= 1 + this share of sent.
+    early_retry_margin: float = 0.02
+    recovery_success_ratio: float = 0.99
+    #: After the run: how long calls get to finish before the debug view is judged.
+    drain_grace_s: float = 3.0
+    rss_growth_mib: float = 64.0
+    fd_growth: float = 16.0
+
+    def with_overrides(self, overrides: Mapping[str, float]) -> Limits:
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"unknown limit(s) {unknown}; known: {limit_names()}")
+        return dataclasses.replace(self, **{k: float(v) for k, v in overrides.items()})
+
+
+def limit_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(Limits)]
+
+
+@dataclass(frozen=True)
+class Slo:
+    """One check the gate runs on a phase (``check`` names a function in ``gate.CHECKS``)."""
+
+    check: str
+    text: str
+    limit: float = 0.0
+    #: amplification only: retries the budget's floor allows each downstream in the phase.
+    floor_retries: float = 0.0
+    #: received/sent checks: (fault-server route, service downstream) pairs compared.
+    routes: tuple[tuple[str, str], ...] = ()
+
+
+#: What users call, with weights: every route, or only single-downstream ones where a phase
+#: compares the service's sent calls with what the downstream received (a /details call
+#: cancels its price lookup when the item fails, and a cancelled call has no outcome).
+FULL_MIX: Final = ((ITEMS, 4), (DETAILS, 2), (HEALTHZ, 1))
+#: /items calls reach the fault server's "items" route through the "catalog" downstream.
+CATALOG_ROUTE: Final = (("items", "catalog"),)
+ITEMS_MIX: Final = ((ITEMS, 6), (HEALTHZ, 1))
+#: Phase 2 judges /healthz's p99 too: enough calls that one slow outlier is not the p99.
+HEALTH_MIX: Final = ((ITEMS, 4), (DETAILS, 2), (HEALTHZ, 3))
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str  # unique, short: it is part of every request name, e.g. "[3-hang] GET /items"
+    title: str
+    seconds: float
+    users: int
+    faults: tuple[FaultSpec, ...]
+    slos: tuple[Slo, ...]
+    mix: tuple[tuple[str, int], ...] = FULL_MIX
+    impatient: bool = False  # users give up on a request after IMPATIENT_TIMEOUT_S
+
+
+#: Users of the impatient phase abort any request slower than this (see locustfile).
+IMPATIENT_TIMEOUT_S: Final = 0.15
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    phases: tuple[Phase, ...]
+    service: ServiceSettings
+    limits: Limits
+
+    @property
+    def seconds(self) -> float:
+        return sum(phase.seconds for phase in self.phases)
+
+    def phase_at(self, elapsed_s: float) -> Phase | None:
+        """The phase running ``elapsed_s`` after the start; None once the last one ended."""
+        end = 0.0
+        for phase in self.phases:
+            end += phase.seconds
+            if elapsed_s < end:
+                return phase
+        return None
+
+    def phase(self, name: str) -> Phase:
+        for phase in self.phases:
+            if phase.name == name:
+                return phase
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The profile-specific numbers the phase builder turns into phases and SLOs."""
+
+    seconds: Mapping[str, float]
+    base_users: int
+    slow_users: int
+    spike_users: int
+    healthy_latency_ms: float
+    slow_items_ms: float
+    slow_prices_ms: float
+    spike_latency_ms: float
+    impatient_latency_ms: float
+    throttle_retry_after_s: int
+
+
+def build_phases(shape: Shape, service: ServiceSettings, limits: Limits) -> tuple[Phase, ...]:
+    """The nine scenarios of the suite, with their SLOs computed from the same numbers."""
+    s = shape.seconds
+    healthy = (FaultSpec("*", "healthy", {"latency_ms": shape.healthy_latency_ms}),)
+    deadline = service.deadline_s
+    shed_p99 = service.bulkhead_max_wait_s + limits.shed_margin_s
+    no_500 = Slo("no_bare_500", "no 500, no bare error, no dropped connection")
+    throttle = shape.throttle_retry_after_s
+    if throttle <= min(deadline, service.retry_after_cap_s):
+        raise ValueError("throttle Retry-After must exceed the deadline or the retry cap")
+    timeout_p99 = deadline + limits.timeout_margin_s
+    # Retries the budget allows: ``ratio`` per call, also for calls made up to one window
+    # before the phase, plus a floor of min_per_second * window in every window.
+    errors_s, window = s["errors"], service.budget_window_s
+    amplification = (
+        1.0 + service.budget_ratio * (1.0 + window / errors_s) + limits.amplification_margin
+    )
+    floor_retries = math.ceil(errors_s / window) * service.budget_min_per_second * window
+    open_p99 = limits.breaker_open_p99_s
+    recovered = limits.recovery_success_ratio
+    recovery_settle = service.breaker_open_max_s + 5.0
+    return (
+        Phase(
+            "1-baseline",
+            "healthy downstream",
+            s["baseline"],
+            shape.base_users,
+            healthy,
+            (Slo("error_ratio_max", "error ratio (non-2xx)", limits.baseline_error_ratio),),
+        ),
+        Phase(
+            "2-slow",
+            "slow downstream, far beyond pool capacity",
+            s["slow"],
+            shape.slow_users,
+            (
+                FaultSpec("items", "slow", {"latency_ms": shape.slow_items_ms}),
+                FaultSpec("prices", "slow", {"latency_ms": shape.slow_prices_ms}),
+            ),
+            (
+                no_500,
+                Slo("shed_p99_max", "shed 503 p99 <= bulkhead max wait + margin", shed_p99),
+                Slo("healthz_p99_max", "/healthz p99", limits.healthz_p99_s),
+                Slo("details_degrade", "/details degrades (price null), never fails on pricing"),
+            ),
+            mix=HEALTH_MIX,
+        ),
+        Phase(
+            "3-hang",
+            "downstream accepts and never answers",
+            s["hang"],
+            shape.base_users * 3,
+            (FaultSpec("*", "hang"),),
+            (
+                no_500,
+                Slo("timeout_p99_max", "504 p99 <= deadline + margin", timeout_p99),
+                Slo("breaker_opens", "the breaker opens (503 breaker_open seen)"),
+                Slo("breaker_open_p99_max", "p99 while open (503 breaker_open)", open_p99),
+            ),
+        ),
+        Phase(
+            "4-errors",
+            "50 % of downstream calls answer 503",
+            s["errors"],
+            shape.base_users * 2,
+            (FaultSpec("*", "error", {"error_rate": 0.5, "status": 503}),),
+            (
+                no_500,
+                Slo(
+                    "amplification_max",
+                    "downstream received / service sent (retry budget)",
+                    amplification,
+                    floor_retries=floor_retries,
+                    routes=CATALOG_ROUTE,
+                ),
+            ),
+            mix=ITEMS_MIX,
+        ),
+        Phase(
+            "5-refused",
+            "downstream refuses connections",
+            s["refused"],
+            shape.base_users,
+            (FaultSpec("*", "refuse"),),
+            (
+                no_500,
+                Slo("all_p99_max", "p99 of every response (fails fast)", limits.refused_p99_s),
+            ),
+        ),
+        Phase(
+            "6-throttled",
+            f"downstream answers 429 with Retry-After: {throttle}",
+            s["throttled"],
+            shape.base_users,
+            (FaultSpec("*", "throttle", {"retry_after": throttle}),),
+            (
+                no_500,
+                Slo(
+                    "early_retries_max",
+                    f"retries seen downstream (Retry-After {throttle} s > deadline)",
+                    limits.early_retry_margin,
+                    routes=CATALOG_ROUTE,
+                ),
+            ),
+            mix=ITEMS_MIX,
+        ),
+        Phase(
+            "7-spike",
+            f"{shape.spike_users} users (10x) on a healthy downstream",
+            s["spike"],
+            shape.spike_users,
+            (FaultSpec("*", "healthy", {"latency_ms": shape.spike_latency_ms}),),
+            (
+                no_500,
+                Slo("sheds_present", "overload is shed (503 + Retry-After seen)"),
+                Slo("shed_p99_max", "shed 503 p99 <= bulkhead max wait + margin", shed_p99),
+                Slo("all_p99_max", "p99 of every response <= deadline", deadline),
+            ),
+        ),
+        Phase(
+            "8a-settle",
+            f"healthy again: {recovery_settle:g} s (longest open time + 5 s) to recover",
+            recovery_settle,
+            shape.base_users,
+            healthy,
+            (no_500,),
+        ),
+        Phase(
+            "8b-recovered",
+            "recovered",
+            s["recovered"],
+            shape.base_users,
+            healthy,
+            (Slo("success_ratio_min", "success ratio (2xx, not degraded)", recovered),),
+        ),
+        Phase(
+            "9-impatient",
+            f"clients abort after {IMPATIENT_TIMEOUT_S * 1000:g} ms on a slow downstream",
+            s["impatient"],
+            shape.base_users * 2,
+            (FaultSpec("*", "slow", {"latency_ms": shape.impatient_latency_ms}),),
+            (no_500, Slo("aborted_present", "clients aborted requests in flight")),
+            impatient=True,
+        ),
+    )
+
+
+# Time constants scaled down so each scenario plays out within a phase of a few seconds. One
+# half-open probe closes the breaker: with three, a breaker opened by the hang phase rarely
+# closes during the 50 % error phase, which then has too few calls to measure retries on.
+QUICK_SERVICE: Final = ServiceSettings(
+    deadline_s=1.0,
+    breaker_window_s=3,
+    breaker_minimum_calls=10,
+    breaker_open_s=1.0,
+    breaker_open_max_s=2.0,
+    breaker_half_open_probes=1,
+    budget_min_per_second=1.0,
+    budget_window_s=2,
+)
+QUICK_SHAPE: Final = Shape(
+    seconds={
+        "baseline": 6,
+        "slow": 9,
+        "hang": 8,
+        "errors": 7,
+        "refused": 5,
+        "throttled": 5,
+        "spike": 7,
+        "recovered": 4,
+        "impatient": 5,
+    },
+    base_users=10,
+    slow_users=60,
+    spike_users=100,
+    healthy_latency_ms=10,
+    slow_items_ms=300,
+    slow_prices_ms=800,
+    spike_latency_ms=200,
+    impatient_latency_ms=400,
+    throttle_retry_after_s=2,
+)
+
+DEFAULT_SERVICE: Final = ServiceSettings()  # exactly as the service ships
+DEFAULT_SHAPE: Final = Shape(
+    seconds={
+        "baseline": 25,
+        "slow": 35,
+        "hang": 40,
+        "errors": 30,
+        "refused": 20,
+        "throttled": 20,
+        "spike": 35,
+        "recovered": 20,
+        "impatient": 20,
+    },
+    base_users=10,
+    slow_users=60,
+    spike_users=100,
+    healthy_latency_ms=10,
+    slow_items_ms=1000,
+    slow_prices_ms=2500,
+    spike_latency_ms=200,
+    impatient_latency_ms=1000,
+    throttle_retry_after_s=6,
+)
+
+
+def make_profile(name: str, limit_overrides: Mapping[str, float] | None = None) -> Profile:
+    shapes = {"quick": (QUICK_SHAPE, QUICK_SERVICE), "default": (DEFAULT_SHAPE, DEFAULT_SERVICE)}
+    if name not in shapes:
+        raise ValueError(f"unknown profile {name!r}; choose from {sorted(shapes)}")
+    shape, service = shapes[name]
+    limits = Limits().with_overrides(limit_overrides or {})
+    return Profile(name, build_phases(shape, service, limits), service, limits)
+
+
+PROFILE_NAMES: Final = ("quick", "default")
+
+
+def parse_limit_overrides(text: str | None) -> dict[str, float]:
+    """The ``LOADTEST_LIMITS`` JSON object the runner hands to locust (``{}`` when unset)."""
+    if not text:
+        return {}
+    loaded = json.loads(text)
+    if not isinstance(loaded, dict):
+        raise ValueError("LOADTEST_LIMITS must be a JSON object")
+    return {str(k): float(v) for k, v in loaded.items()}

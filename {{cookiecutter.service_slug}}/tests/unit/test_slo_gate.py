@@ -1,0 +1,294 @@
+"""The load test's SLO gate, on plain data: no locust, no servers, no timing.
+
+The gate must fail on what it cannot see (a request name never hit, a view the service does not
+expose, a run cut short) and compare every measurement with its limit the right way round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from loadtest.gate import (
+    RequestRow,
+    RunData,
+    Snapshot,
+    Window,
+    evaluate,
+    format_table,
+    histogram_percentile,
+    passed,
+    phase_rows,
+)
+from loadtest.naming import DETAILS, HEALTHZ, ITEMS, classify, parse_name, request_name
+from loadtest.profiles import Profile, Slo, make_profile
+
+PROBLEM = {"content-type": "application/problem+json"}
+
+
+@pytest.fixture
+def profile() -> Profile:
+    return make_profile("quick")
+
+
+def row(phase: str, endpoint: str, outcome: str, times: Mapping[int, int]) -> RequestRow:
+    count = sum(times.values())
+    failures = 0 if outcome in ("", "degraded", "aborted") or outcome.startswith("shed") else count
+    return RequestRow(request_name(phase, endpoint, outcome), count, failures, dict(times))
+
+
+def verdicts_of(profile: Profile, data: RunData, phase: str) -> dict[str, bool]:
+    return {v.slo: v.passed for v in evaluate(profile, data) if v.phase == phase}
+
+
+def slo_text(profile: Profile, phase: str, check: str) -> str:
+    slo: Slo = next(s for s in profile.phase(phase).slos if s.check == check)
+    return slo.text
+
+
+def snapshot(t: float, items: int, sent: int, **views: Any) -> Snapshot:
+    outcomes = {"ok": sent, "shed": 1000, "breaker_open": 1000}  # never-sent outcomes ignored
+    return Snapshot(
+        t=t,
+        fault={"items": items, "prices": 0},
+        downstreams={"catalog": {"outcomes": outcomes, **views}, "pricing": {"outcomes": {}}},
+    )
+
+
+# -- missing data fails -------------------------------------------------------------------------
+
+
+def test_an_empty_run_fails_every_slo(profile: Profile) -> None:
+    verdicts = evaluate(profile, RunData(rows=[]))
+    assert verdicts
+    assert not any(v.passed for v in verdicts)
+    assert not passed(verdicts)
+
+
+def test_a_run_without_verdicts_does_not_pass() -> None:
+    assert not passed([])
+
+
+def test_a_never_hit_request_name_fails_its_slo(profile: Profile) -> None:
+    # Phase 2 saw plenty of successes and /healthz calls, but not a single shed response.
+    rows = [
+        row("2-slow", ITEMS, "", {300: 50}),
+        row("2-slow", HEALTHZ, "", {2: 50}),
+        row("2-slow", DETAILS, "degraded", {800: 5}),
+    ]
+    verdicts = [v for v in evaluate(profile, RunData(rows)) if v.phase == "2-slow"]
+    shed = next(v for v in verdicts if v.slo == slo_text(profile, "2-slow", "shed_p99_max"))
+    assert not shed.passed
+    assert shed.measured.startswith("no data")
+    healthz = next(v for v in verdicts if v.slo == slo_text(profile, "2-slow", "healthz_p99_max"))
+    assert healthz.passed
+
+
+def test_names_of_other_phases_do_not_count(profile: Profile) -> None:
+    rows = [row("1-baseline", ITEMS, "shed shed", {500: 10})]
+    assert not verdicts_of(profile, RunData(rows), "2-slow")[
+        slo_text(profile, "2-slow", "shed_p99_max")
+    ]
+
+
+# -- limits compare the right way ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("worst_ms", "ok"), [(600, True), (610, False)])
+def test_shed_p99_is_compared_with_max_wait_plus_margin(
+    profile: Profile, worst_ms: int, ok: bool
+) -> None:
+    limit_ms = 1000 * (profile.service.bulkhead_max_wait_s + profile.limits.shed_margin_s)
+    assert limit_ms == pytest.approx(600)
+    rows = [row("2-slow", ITEMS, "shed shed", {500: 98, worst_ms: 2})]  # the 99th of 100
+    verdict = verdicts_of(profile, RunData(rows), "2-slow")
+    assert verdict[slo_text(profile, "2-slow", "shed_p99_max")] is ok
+
+
+@pytest.mark.parametrize(("errors", "ok"), [(0, True), (4, True), (5, False)])
+def test_baseline_error_ratio_is_strictly_below_half_a_percent(
+    profile: Profile, errors: int, ok: bool
+) -> None:
+    rows = [row("1-baseline", ITEMS, "", {10: 1000 - errors})]
+    if errors:
+        rows.append(row("1-baseline", ITEMS, "502 bad_gateway", {10: errors}))
+    text = slo_text(profile, "1-baseline", "error_ratio_max")
+    assert verdicts_of(profile, RunData(rows), "1-baseline")[text] is ok
+
+
+@pytest.mark.parametrize(("ok_count", "ok"), [(990, True), (989, False)])
+def test_recovery_needs_99_percent_plain_successes(
+    profile: Profile, ok_count: int, ok: bool
+) -> None:
+    rows = [
+        row("8b-recovered", ITEMS, "", {10: ok_count}),
+        row("8b-recovered", DETAILS, "degraded", {10: 1000 - ok_count}),
+    ]
+    text = slo_text(profile, "8b-recovered", "success_ratio_min")
+    assert verdicts_of(profile, RunData(rows), "8b-recovered")[text] is ok
+
+
+@pytest.mark.parametrize("outcome", ["500 problem", "502 bare", "no response"])
+def test_a_500_a_bare_error_or_a_dropped_connection_breaks_the_phase(
+    profile: Profile, outcome: str
+) -> None:
+    rows = [
+        row("5-refused", ITEMS, "502 bad_gateway", {3: 100}),
+        row("5-refused", ITEMS, outcome, {3: 1}),
+    ]
+    text = slo_text(profile, "5-refused", "no_bare_500")
+    assert not verdicts_of(profile, RunData(rows), "5-refused")[text]
+
+
+def test_problem_json_errors_and_sheds_are_not_bare(profile: Profile) -> None:
+    rows = [
+        row("5-refused", ITEMS, "502 bad_gateway", {3: 100}),
+        row("5-refused", ITEMS, "shed breaker_open", {1: 100}),
+    ]
+    text = slo_text(profile, "5-refused", "no_bare_500")
+    assert verdicts_of(profile, RunData(rows), "5-refused")[text]
+
+
+def test_details_must_degrade_and_never_fail_on_pricing(profile: Profile) -> None:
+    text = slo_text(profile, "2-slow", "details_degrade")
+    degraded = [row("2-slow", DETAILS, "degraded", {800: 3})]
+    failed = [*degraded, row("2-slow", DETAILS, "pricing failed", {800: 1})]
+    assert verdicts_of(profile, RunData(degraded), "2-slow")[text]
+    assert not verdicts_of(profile, RunData(failed), "2-slow")[text]
+    assert not verdicts_of(profile, RunData([]), "2-slow")[text]
+
+
+def test_amplification_compares_received_with_sent(profile: Profile) -> None:
+    slo = next(s for s in profile.phase("4-errors").slos if s.check == "amplification_max")
+    sent = 1000
+    allowed = slo.limit + slo.floor_retries / sent  # one downstream sent anything
+    within = int(sent * allowed)
+    for received, ok in ((within, True), (within + 2, False)):
+        window = Window(snapshot(0, 0, 0), snapshot(1, received, sent))
+        data = RunData(rows=[], windows={"4-errors": window})
+        assert verdicts_of(profile, data, "4-errors")[slo.text] is ok, received
+
+
+def test_amplification_without_the_services_view_fails(profile: Profile) -> None:
+    window = Window(Snapshot(0, fault={"items": 0}), Snapshot(1, fault={"items": 10}))
+    data = RunData(rows=[], windows={"4-errors": window})
+    text = slo_text(profile, "4-errors", "amplification_max")
+    assert not verdicts_of(profile, data, "4-errors")[text]
+
+
+def test_one_straddling_request_is_not_an_early_retry_two_are(profile: Profile) -> None:
+    text = slo_text(profile, "6-throttled", "early_retries_max")
+    for received, ok in ((11, True), (12, False)):
+        window = Window(snapshot(0, 0, 0), snapshot(1, received, 10))
+        data = RunData(rows=[], windows={"6-throttled": window})
+        assert verdicts_of(profile, data, "6-throttled")[text] is ok, received
+
+
+# -- after the run ------------------------------------------------------------------------------
+
+DRAINED: dict[str, Any] = {
+    "in_flight": 0,
+    "queued": 0,
+    "pool": {"connecting": 0, "active": 0, "requests_active": 0, "requests_queued": 0},
+    "leaked_responses": 0,
+    "open_streams": 0,
+}
+
+
+def after(profile: Profile, final: Snapshot | None, *, completed: bool = True) -> dict[str, bool]:
+    baseline = Snapshot(0, usage={"rss_mib": 70.0, "open_fds": 30.0})
+    windows = {profile.phases[0].name: Window(end=baseline)}
+    data = RunData(rows=[], windows=windows, final=final, completed=completed)
+    return verdicts_of(profile, data, "after")
+
+
+def test_a_drained_service_passes_the_after_run_checks(profile: Profile) -> None:
+    final = Snapshot(
+        9,
+        downstreams={"catalog": DRAINED, "pricing": DRAINED},
+        usage={"rss_mib": 80, "open_fds": 31},
+    )
+    assert all(after(profile, final).values())
+
+
+def test_a_connection_left_in_the_pool_fails(profile: Profile) -> None:
+    leaked = {**DRAINED, "pool": {**DRAINED["pool"], "active": 1, "requests_active": 1}}
+    final = Snapshot(
+        9,
+        downstreams={"catalog": DRAINED, "pricing": leaked},
+        usage={"rss_mib": 80, "open_fds": 31},
+    )
+    results = after(profile, final)
+    assert not results["no orphan connection, no request in the pool"]
+    assert results["zero in flight, zero queued"]
+
+
+def test_growth_beyond_the_bounds_fails(profile: Profile) -> None:
+    rss = 70.0 + profile.limits.rss_growth_mib + 1
+    fds = 30.0 + profile.limits.fd_growth + 1
+    final = Snapshot(9, downstreams={"catalog": DRAINED}, usage={"rss_mib": rss, "open_fds": fds})
+    results = after(profile, final)
+    assert not results["RSS growth since baseline (MiB)"]
+    assert not results["open fds growth since baseline"]
+
+
+def test_no_debug_view_or_an_interrupted_run_fails(profile: Profile) -> None:
+    assert not any(after(profile, Snapshot(9)).values())
+    assert list(after(profile, None, completed=False).values()) == [False]
+
+
+# -- building blocks ----------------------------------------------------------------------------
+
+
+def test_percentile_of_a_histogram() -> None:
+    histogram = {10: 98, 200: 1, 900: 1}
+    assert histogram_percentile(histogram, 0.5) == 10
+    assert histogram_percentile(histogram, 0.99) == 200
+    assert histogram_percentile(histogram, 1.0) == 900
+    assert histogram_percentile({}, 0.99) is None
+
+
+def test_names_round_trip_and_group_by_phase() -> None:
+    name = request_name("3-hang", ITEMS, "shed breaker_open")
+    assert name == "[3-hang] GET /items (shed breaker_open)"
+    parsed = parse_name(name)
+    assert parsed is not None
+    assert (parsed.phase, parsed.endpoint, parsed.shed_reason) == ("3-hang", ITEMS, "breaker_open")
+    assert parse_name("Aggregated") is None
+    grouped = phase_rows([row("3-hang", ITEMS, "", {1: 1}), RequestRow("other", 1, 0, {1: 1})])
+    assert list(grouped) == ["3-hang"]
+
+
+def test_a_503_is_an_expected_shed_only_with_retry_after_and_problem_json() -> None:
+    body = b'{"status": 503, "reason": "shed", "downstream": "catalog"}'
+    shed = classify(ITEMS, 503, {**PROBLEM, "retry-after": "1"}, body)
+    assert (shed.label, shed.success) == ("shed shed", True)
+    no_retry_after = classify(ITEMS, 503, PROBLEM, body)
+    assert (no_retry_after.label, no_retry_after.success) == ("503 shed", False)
+    plain = classify(ITEMS, 503, {"retry-after": "1", "content-type": "text/plain"}, b"busy")
+    assert (plain.label, plain.success) == ("503 bare", False)
+
+
+def test_details_outcomes() -> None:
+    degraded = classify(DETAILS, 200, {}, b'{"id": "1", "price": null, "degraded": true}')
+    assert (degraded.label, degraded.success) == ("degraded", True)
+    on_pricing = classify(
+        DETAILS, 502, PROBLEM, b'{"downstream": "pricing", "reason": "bad_gateway"}'
+    )
+    assert (on_pricing.label, on_pricing.success) == ("pricing failed", False)
+
+
+def test_only_an_impatient_clients_timeout_is_an_intended_abort() -> None:
+    assert classify(ITEMS, 0, {}, b"", impatient=True, timed_out=True).success
+    assert not classify(ITEMS, 0, {}, b"", impatient=True, timed_out=False).success
+    assert not classify(ITEMS, 0, {}, b"", timed_out=True).success
+
+
+def test_the_table_names_every_slo(profile: Profile) -> None:
+    verdicts = evaluate(profile, RunData(rows=[]))
+    table = format_table(verdicts)
+    assert table.splitlines()[0].split() == ["phase", "SLO", "limit", "measured", "result"]
+    assert len(table.splitlines()) == len(verdicts) + 2
+    assert all(v.slo in table for v in verdicts)
