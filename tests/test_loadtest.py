@@ -33,18 +33,20 @@ NAIVE_MUST_BREAK = (
 )
 
 
-#: SLOs the baked service is known to break today (issue #5 stays open for them). A run may
-#: still pass them; any other broken SLO fails the test, and each must still be measured.
-#: - p99 of breaker-open 503s: 240-380 ms end to end on this 2-core machine against 20 ms;
-#:   cause not yet found (refusing before the bulkhead queue did not close the gap).
-#: - httpx 0.28.1 only: in 2 of 4 runs one pricing request was still active in the pool after
-#:   the drain wait (deadline + 3 s); not seen with httpx2. Unexplained: leak or contention.
+#: SLOs the baked service may still break (issue #5 stays open for them). A run may pass them;
+#: any other broken SLO fails the test, and each must still be measured.
+#: - httpx 0.28.1 only: a connection leak in httpcore 1.0.9 when a cancellation lands during
+#:   the end-of-body close inside response.aread() (the /details TaskGroup or the body-read
+#:   timeout); the request stays in the pool for good. Reproduced by a standalone script; the
+#:   fix (send + read + close in one task the caller never cancels) is for the next change.
+#: - the breaker-open p99, now measured on calls sent after the client saw the breaker open:
+#:   3-7 ms in the helper's runs, kept here until it has held in CI.
 KNOWN_BROKEN = {
     "httpx": {
-        ("3-hang", "p99 while open (503 breaker_open)"),
+        ("3-hang", "p99 of calls sent while open"),
         ("after", "no orphan connection, no request in the pool"),
     },
-    "httpx2": {("3-hang", "p99 while open (503 breaker_open)")},
+    "httpx2": {("3-hang", "p99 of calls sent while open")},
 }
 
 

@@ -196,7 +196,7 @@ def _present(phase: str, slo: Slo, selected: list[RequestRow], what: str) -> Ver
 def check_breaker_opens(
     phase: str, slo: Slo, rows: PhaseRows, window: Window, profile: Profile
 ) -> Verdict:
-    selected = rows.select(lambda p: p.shed_reason == "breaker_open")
+    selected = rows.select(lambda p: p.shed_reason in ("breaker_open", "breaker_opening"))
     return _present(phase, slo, selected, "breaker_open")
 
 

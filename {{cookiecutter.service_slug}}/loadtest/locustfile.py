@@ -46,7 +46,16 @@ from loadtest.gate import (
     verdict_document,
     write_verdict,
 )
-from loadtest.naming import DETAILS, HEALTHZ, ITEMS, classify, parse_name, request_name
+from loadtest.naming import (
+    BREAKER_OPEN,
+    DETAILS,
+    HEALTHZ,
+    ITEMS,
+    breaker_label,
+    classify,
+    parse_name,
+    request_name,
+)
 from loadtest.profiles import (
     FULL_MIX,
     IMPATIENT_TIMEOUT_S,
@@ -82,6 +91,8 @@ STOP_FILE: Final = Path(_stop) if _stop else None
 #: message on workers.
 current_phase = "0-start"
 current_mix: tuple[tuple[str, int], ...] = FULL_MIX
+#: Per phase, when this process first received a breaker_open (see naming.breaker_label).
+breaker_open_seen: dict[str, float] = {}
 PATHS: Final = {
     ITEMS: "/items/{id}",
     DETAILS: "/items/{id}/details",
@@ -124,7 +135,12 @@ class ServiceUser(FastHttpUser):
                 impatient=self.impatient,
                 timed_out=_is_timeout(error),
             )
-            response.request_meta["name"] = request_name(phase, endpoint, outcome.label)
+            label = outcome.label
+            if label == BREAKER_OPEN:
+                started = float(response.request_meta["start_time"])
+                label = breaker_label(label, started, breaker_open_seen.get(phase))
+                breaker_open_seen.setdefault(phase, time.time())
+            response.request_meta["name"] = request_name(phase, endpoint, label)
             if outcome.success:
                 response.success()
             else:

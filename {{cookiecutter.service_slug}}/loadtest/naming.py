@@ -6,7 +6,9 @@ apart. Outcomes:
 
 - ``""`` (no suffix): a 2xx answer;
 - ``degraded``: ``/details`` answered 200 without a price;
-- ``shed <reason>``: 503 with ``Retry-After`` and problem+json, an expected refusal;
+- ``shed <reason>``: 503 with ``Retry-After`` and problem+json, an expected refusal; a
+  ``breaker_open`` refusal of a request sent before this client had seen the breaker open
+  (it waited while the breaker opened) is ``shed breaker_opening``;
 - ``aborted``: an impatient client gave up waiting (it meant to);
 - ``pricing failed``: ``/details`` failed because of pricing instead of degrading;
 - ``<status> <reason>`` / ``<status> bare``: any other error, with or without problem+json;
@@ -26,6 +28,8 @@ DETAILS: Final = "GET /items/details"
 HEALTHZ: Final = "GET /healthz"
 
 PROBLEM_JSON: Final = "application/problem+json"
+BREAKER_OPEN: Final = "shed breaker_open"
+BREAKER_OPENING: Final = "shed breaker_opening"
 _NAME: Final = re.compile(
     r"^\[(?P<phase>[^\]]+)\] (?P<endpoint>GET \S+)(?: \((?P<outcome>[^)]+)\))?$"
 )
@@ -111,3 +115,16 @@ def _json_field(body: bytes, name: str) -> object:
     except ValueError:
         return None
     return document.get(name) if isinstance(document, dict) else None
+
+
+def breaker_label(label: str, started_at: float, open_seen_at: float | None) -> str:
+    """Tell a refusal *while* open from one that caught a request waiting as the breaker opened.
+
+    ``open_seen_at`` is when this client first received a breaker_open in the phase (None if
+    this is the first): only a request sent after that is known to have met an open breaker.
+    """
+    if label != BREAKER_OPEN:
+        return label
+    if open_seen_at is None or started_at < open_seen_at:
+        return BREAKER_OPENING
+    return label

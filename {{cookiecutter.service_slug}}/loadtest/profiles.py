@@ -249,7 +249,7 @@ def build_phases(shape: Shape, service: ServiceSettings, limits: Limits) -> tupl
                 no_500,
                 Slo("timeout_p99_max", "504 p99 <= deadline + margin", timeout_p99),
                 Slo("breaker_opens", "the breaker opens (503 breaker_open seen)"),
-                Slo("breaker_open_p99_max", "p99 while open (503 breaker_open)", open_p99),
+                Slo("breaker_open_p99_max", "p99 of calls sent while open", open_p99),
             ),
         ),
         Phase(

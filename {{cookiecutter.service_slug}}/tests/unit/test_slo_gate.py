@@ -22,7 +22,17 @@ from loadtest.gate import (
     passed,
     phase_rows,
 )
-from loadtest.naming import DETAILS, HEALTHZ, ITEMS, classify, parse_name, request_name
+from loadtest.naming import (
+    BREAKER_OPEN,
+    BREAKER_OPENING,
+    DETAILS,
+    HEALTHZ,
+    ITEMS,
+    breaker_label,
+    classify,
+    parse_name,
+    request_name,
+)
 from loadtest.profiles import Profile, Slo, make_profile
 
 PROBLEM = {"content-type": "application/problem+json"}
@@ -158,6 +168,33 @@ def test_details_must_degrade_and_never_fail_on_pricing(profile: Profile) -> Non
     assert verdicts_of(profile, RunData(degraded), "2-slow")[text]
     assert not verdicts_of(profile, RunData(failed), "2-slow")[text]
     assert not verdicts_of(profile, RunData([]), "2-slow")[text]
+
+
+def test_only_calls_sent_while_open_count_for_the_open_p99(profile: Profile) -> None:
+    # Calls that waited for a bulkhead slot as the breaker opened are refused late: they
+    # prove the breaker opened, but say nothing about how fast it refuses once open.
+    rows = [
+        row("3-hang", ITEMS, "shed breaker_opening", {450: 20}),
+        row("3-hang", ITEMS, "shed breaker_open", {3: 200}),
+    ]
+    verdicts = verdicts_of(profile, RunData(rows), "3-hang")
+    assert verdicts[slo_text(profile, "3-hang", "breaker_opens")]
+    assert verdicts[slo_text(profile, "3-hang", "breaker_open_p99_max")]
+    late = [*rows, row("3-hang", ITEMS, "shed breaker_open", {450: 5})]
+    assert not verdicts_of(profile, RunData(late), "3-hang")[
+        slo_text(profile, "3-hang", "breaker_open_p99_max")
+    ]
+    only_opening = rows[:1]
+    assert not verdicts_of(profile, RunData(only_opening), "3-hang")[
+        slo_text(profile, "3-hang", "breaker_open_p99_max")
+    ]
+
+
+def test_a_refusal_is_while_open_only_after_the_client_saw_the_breaker_open() -> None:
+    assert breaker_label(BREAKER_OPEN, started_at=10.0, open_seen_at=None) == BREAKER_OPENING
+    assert breaker_label(BREAKER_OPEN, started_at=10.0, open_seen_at=10.5) == BREAKER_OPENING
+    assert breaker_label(BREAKER_OPEN, started_at=11.0, open_seen_at=10.5) == BREAKER_OPEN
+    assert breaker_label("shed shed", started_at=11.0, open_seen_at=None) == "shed shed"
 
 
 def test_amplification_compares_received_with_sent(profile: Profile) -> None:
