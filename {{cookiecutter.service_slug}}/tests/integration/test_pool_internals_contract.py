@@ -52,7 +52,12 @@ async def test_private_names_still_exist_and_behave(fault: RunningFaultServer) -
             [connection] = pool.connections
             assert re.match(r"^'http://127\.0\.0\.1:\d+', HTTP/1\.1, ACTIVE", connection.info())
             assert pool_internals.pool_stats(pool).active == 1
+            bound = require(response.stream, pool_internals.RESPONSE_STREAM, "httpx's stream")
+            pool_stream = require(bound, pool_internals.TRANSPORT_STREAM, "httpcore's stream")
+            assert require(pool_stream, pool_internals.STREAM_REQUEST, "its request") is running
+            assert pool_internals.stranded_request(pool, response) is running  # still in the pool
             await response.aread()  # an unread body would make httpcore drop the connection
+        assert pool_internals.stranded_request(pool, response) is None
         [connection] = pool.connections
         assert re.match(r"^'http://127\.0\.0\.1:\d+', HTTP/1\.1, IDLE", connection.info())
         stats = pool_internals.pool_stats(pool)

@@ -7,8 +7,9 @@ deadline -> bulkhead -> circuit breaker -> retry loop -> per-attempt timeout -> 
   held open too long or dropped unclosed is reported with the line that opened it.
 - Time is enforced with httpx's own timeouts, capped by what remains of the deadline. Nothing
   wraps pool acquisition in ``asyncio.wait_for``/``timeout``: cancelling a task while it waits on
-  httpcore's pool leaks a connection forever (httpcore #1093). Only the body read, which runs
-  after a connection is assigned, sits under ``asyncio.timeout``.
+  httpcore's pool leaks a connection (httpcore #1093). Only the body read, which runs after a
+  connection is assigned, sits under ``asyncio.timeout``. Whatever a cancellation still breaks
+  in the pool is repaired the moment it happens (``cancellation.py``).
 - Failures become ``DownstreamError`` subclasses that ``problems`` turns into 502/503/504.
 - The hot path logs nothing above DEBUG; sheds and PoolTimeouts log ``downstream.pool.exhausted``
   at most once per configured interval, with the oldest calls in flight.
@@ -34,7 +35,7 @@ from .breaker import (
 )
 from .budget import RetryBudget, RetryBudgetConfig
 from .bulkhead import Bulkhead, BulkheadConfig, BulkheadFullError
-from .cancellation import OrphanRepair
+from .cancellation import PoolRepair
 from .config import DownstreamSettings, ObservabilitySettings
 from .deadline import call_deadline
 from .errors import (
@@ -89,7 +90,7 @@ class Downstream:
             )
         )
         self.retry = RetryPolicy(name, settings.retry, self.budget, self.metrics)
-        self.orphans = OrphanRepair(client, self._orphan_repaired)
+        self.repair = PoolRepair(client, self._pool_repaired)
         self.in_flight = InFlightCalls()
         self.open_streams = OpenStreams()
         self.outcomes: Counter[str] = Counter()
@@ -198,8 +199,10 @@ class Downstream:
                 self._record(probe, call, "ok", failed=False)
                 yield response
             finally:
-                await response.aclose()
-                self._release(call)
+                try:
+                    await self._close_checked(response)  # the block may end in a cancellation
+                finally:
+                    self._release(call)
         except GeneratorExit:  # the context was dropped unexited and collected
             self.metrics.leak("garbage_collected")
             log.warning(
@@ -300,17 +303,24 @@ class Downstream:
         try:
             return await self.client.send(request, stream=True)
         except asyncio.CancelledError:
-            self.orphans.after_cancel()
+            self.repair.after_cancelled_send()
             raise
 
-    def _orphan_repaired(self, pool: object) -> None:
+    async def _close_checked(self, response: httpx.Response) -> None:
+        """Close ``response``, then check a cancellation did not strand its request in the pool."""
+        try:
+            await response.aclose()
+        finally:
+            self.repair.release_if_stranded(response)
+
+    def _pool_repaired(self, cause: str) -> None:
         self.orphans_repaired += 1
         self.metrics.orphans_repaired.inc()
         log.warning(
             "downstream.pool.orphan_connection",
             downstream=self.name,
             action="closed",
-            cause="httpcore#1093: a cancelled request left it reserved with no owner",
+            cause=cause,
             pool=self.snapshot()["pool"],
         )
 
@@ -380,11 +390,11 @@ class Downstream:
             request.extensions["trace"] = trace
         response = await self._send_once(request)
         try:
-            # The connection is assigned by now, so cancelling here cannot orphan it.
             async with asyncio.timeout(deadline - time.monotonic()):
-                await response.aread()
-        finally:
-            await response.aclose()
+                await response.aread()  # closes the response at the end of the body
+        except BaseException:
+            await self._close_checked(response)
+            raise
         if trace is not None and trace.pool_wait is not None:
             self.metrics.pool_wait.observe(trace.pool_wait)
         self.log.debug(

@@ -77,7 +77,7 @@ LEAKS = Counter(
 )
 ORPHANS_REPAIRED = Counter(
     "downstream_orphan_connections_repaired",
-    "Connections reserved for a cancelled request (httpcore #1093), closed by the watchdog",
+    "Pool connections a cancelled call left stuck (httpcore 1.0.9), repaired",
     ["downstream"],
 )
 

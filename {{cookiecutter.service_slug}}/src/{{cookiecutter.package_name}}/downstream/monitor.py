@@ -80,5 +80,5 @@ class PoolMonitor:
                 kind="held_open",
                 **stream.describe(time.monotonic()),
             )
-        if self.settings.repair_orphans:  # a backstop: calls cancelled inside Downstream are
-            await downstream.orphans.repair()  # repaired at once; this catches everything else
+        if self.settings.repair_orphans:  # a backstop: Downstream repairs its own cancelled
+            await downstream.repair.repair_orphans()  # calls at once; this catches the rest

@@ -3,9 +3,10 @@
 Public API first: ``pool.connections`` and each connection's ``info()`` ("CONNECTING",
 "HTTP/1.1, ACTIVE, Request Count: 3", ...). Private names are used only where nothing public
 exists: the client's pool (``client._transport._pool``), the pool's request list (to tell queued
-from active requests and to find connections no request owns), and the eviction of an orphaned
-connection. ``tests/unit/test_pool_internals_contract.py`` fails naming the attribute when a
-library release moves any of them.
+from active requests and to find connections no request owns), the pool request behind a
+response's stream, and the eviction of an orphaned connection or a stranded request.
+``tests/integration/test_pool_internals_contract.py`` fails naming the attribute when a library
+release moves any of them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ POOL_CONNECTIONS = "_connections"
 POOL_ASSIGN = "_assign_requests_to_connections"
 POOL_CLOSE = "_close_connections"
 REQUEST_CONNECTION = "connection"
+RESPONSE_STREAM = "_stream"  # httpx's BoundAsyncStream -> the transport's response stream
+TRANSPORT_STREAM = "_httpcore_stream"  # httpx's AsyncResponseStream -> httpcore's PoolByteStream
+STREAM_REQUEST = "_pool_request"  # PoolByteStream -> its request in the pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +109,43 @@ async def evict(pool: Any, connection: Any) -> bool:
     await getattr(pool, POOL_CLOSE)(closing)
     await connection.aclose()
     return True
+
+
+def stranded_request(pool: Any, response: httpx.Response) -> Any | None:
+    """The pool's request for ``response`` if it is still in the pool although the response was
+    closed: httpcore 1.0.9 marks its stream closed before the shielded close, and a native
+    asyncio cancellation landing there skips removing the request. Nothing will ever remove it;
+    its HTTP/1.1 connection stays ACTIVE and counts against ``max_connections`` forever."""
+    stream = getattr(getattr(response.stream, RESPONSE_STREAM, None), TRANSPORT_STREAM, None)
+    pool_request = getattr(stream, STREAM_REQUEST, None)
+    if pool_request is None:
+        return None
+    in_pool = any(request is pool_request for request in getattr(pool, POOL_REQUESTS))
+    return pool_request if in_pool else None
+
+
+def detach_stranded(pool: Any, pool_request: Any) -> list[Any]:
+    """Remove a stranded request, and its HTTP/1.1 connection unless that finished its close and
+    is idle, then let queued requests have the slots; returns the connections to close.
+
+    No ``await`` in here, so no cancellation can stop it half-way. An HTTP/2 connection is kept:
+    other streams share it, and it stays usable without this request.
+    """
+    getattr(pool, POOL_REQUESTS).remove(pool_request)
+    closing: list[Any] = []
+    connection = getattr(pool_request, REQUEST_CONNECTION)
+    connections: list[Any] = getattr(pool, POOL_CONNECTIONS)
+    if (
+        connection is not None
+        and connection in connections
+        and connection_state(connection) == "active"
+        and not connection.info().startswith("HTTP/2")
+    ):
+        connections.remove(connection)
+        closing.append(connection)
+    closing.extend(getattr(pool, POOL_ASSIGN)())
+    return closing
+
+
+async def close_connections(pool: Any, connections: list[Any]) -> None:
+    await getattr(pool, POOL_CLOSE)(connections)
