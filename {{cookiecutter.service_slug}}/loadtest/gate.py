@@ -364,7 +364,7 @@ def _pool_empty(view: Mapping[str, Any]) -> tuple[str, bool]:
     repaired = view.get("orphans_repaired", 0)
     shown = "/".join(str(v) for v in values)
     if repaired:
-        shown += f" (watchdog repaired {repaired})"
+        shown += f" ({repaired} repaired on the way)"
     return shown, all(v == 0 for v in values)
 
 
