@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import ipaddress
 import json
 import os
 import shlex
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Final
+from urllib.parse import urlsplit
 
 from loadtest import probes, processes, report
 from loadtest.gate import format_table, read_verdicts
@@ -104,12 +106,25 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Profile]
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be >= 1")
+    if args.target and not _is_loopback(args.target):
+        parser.error(f"--target must be on this machine (127.0.0.1, ::1); got {args.target!r}")
     try:
         args.limits = dict(_limit(item) for item in args.limit)
         profile = make_profile(args.profile, args.limits)
     except ValueError as error:
         parser.error(str(error))
     return args, profile
+
+
+def _is_loopback(url: str) -> bool:
+    """Load this heavy only ever goes to this machine: a typo must not aim it at a real host."""
+    host = urlsplit(url).hostname
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _limit(item: str) -> tuple[str, float]:
