@@ -264,6 +264,8 @@ async def test_cancelled_calls_never_leak_the_pool(fault: RunningFaultServer) ->
         response = await catalog.get("/items/last")
         assert response.status_code == 200
         assert catalog.bulkhead.in_flight == 0
+        cancelled = sum(call.cancelled() for call in calls)
+        assert 0 < catalog.outcomes["cancelled"] <= cancelled  # those cancelled once admitted
 
 
 @pytest.mark.anyio

@@ -144,8 +144,8 @@ class Downstream:
         except DownstreamError as exc:
             self._record(probe, call, exc.reason, failed=True)
             raise
-        except BaseException:  # cancelled, or a bug: no verdict on the downstream
-            self.breaker.record_cancelled(probe=probe)
+        except BaseException as exc:  # cancelled, or a bug: no verdict on the downstream
+            self._abandoned(probe, exc)
             raise
         finally:
             self._release(call)
@@ -188,8 +188,8 @@ class Downstream:
                 self._record(probe, call, error.reason, failed=True)
                 self._release(call)
                 raise error from None
-            except BaseException:
-                self.breaker.record_cancelled(probe=probe)
+            except BaseException as exc:
+                self._abandoned(probe, exc)
                 self._release(call)
                 raise
             try:
@@ -450,6 +450,12 @@ class Downstream:
             self.breaker.record_success(duration, probe=probe)
         self._count(reason)
         self.metrics.latency.observe(duration)
+
+    def _abandoned(self, probe: bool, exc: BaseException) -> None:
+        """A call ended without a verdict on the downstream; count the cancelled ones."""
+        self.breaker.record_cancelled(probe=probe)
+        if isinstance(exc, asyncio.CancelledError):
+            self._count("cancelled")
 
     def _exhausted(self, cause: str) -> None:
         """Log ``downstream.pool.exhausted``: who holds the pool, at most once per interval."""

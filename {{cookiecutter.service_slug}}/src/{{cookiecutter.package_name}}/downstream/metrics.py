@@ -24,6 +24,7 @@ OUTCOME_OF_REASON = {
     "throttled": "error",
     "error": "error",
     "unsafe_path": "error",
+    "cancelled": "cancelled",  # the caller went away (client disconnect, a TaskGroup sibling)
 }
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 POOL_WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
