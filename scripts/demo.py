@@ -1,6 +1,6 @@
 """`make demo`: bake the defaults into build/demo, install, test, serve, call /healthz, stop.
 
-Then the quick pool-exhaustion load test runs against the baked service and prints its verdict.
+Then the quick pool-exhaustion load test runs against the baked service; a broken SLO fails the demo.
 Everything runs on 127.0.0.1; every process started here is stopped, also on failure or Ctrl-C.
 """
 
@@ -88,12 +88,15 @@ def main() -> int:
     make(project, "test")
     step("Serve and call /healthz")
     serve_and_call(project, answers["package_name"])
-    step("make loadtest PROFILE=quick (the verdict table is the point; it may name broken SLOs)")
+    step("make loadtest PROFILE=quick (the service against pool exhaustion)")
     verdict = subprocess.run(
         ["make", "--no-print-directory", "loadtest", "PROFILE=quick"], cwd=project
     )
-    print(f"\nload test exit status: {verdict.returncode} (0: every SLO met)")
-    print("demo finished: the baked service installs, passes its tests and serves /healthz")
+    if verdict.returncode != 0:
+        print(f"\ndemo failed: the load test broke an SLO (exit {verdict.returncode}); see above")
+        return 1
+    print("\ndemo finished: the baked service installs, passes its tests, serves /healthz")
+    print("and survives pool exhaustion with every SLO met")
     return 0
 
 
