@@ -1,6 +1,6 @@
 """`make demo`: bake the defaults into build/demo, install, test, serve, call /healthz, stop.
 
-Then the quick pool-exhaustion load test runs against the baked service; a broken SLO fails the demo.
+Then the quick pool-exhaustion load test runs against the baked service; a broken SLO fails it.
 Everything runs on 127.0.0.1; every process started here is stopped, also on failure or Ctrl-C.
 """
 
