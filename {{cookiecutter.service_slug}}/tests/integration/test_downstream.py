@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from {{ cookiecutter.package_name }}.downstream.cancellation import POOL_LEAKS_ON_CANCEL
 from {{ cookiecutter.package_name }}.downstream.errors import (
     DownstreamBadGateway,
     DownstreamUnavailable,
@@ -289,13 +290,45 @@ async def test_cancelled_body_reads_never_strand_a_request(fault: RunningFaultSe
                 await asyncio.sleep(rng.uniform(0, 0.003))
                 call.cancel()
             await asyncio.gather(*calls, return_exceptions=True)
-        await asyncio.gather(*catalog.repair.pending)  # sockets of repaired connections
+        while catalog.repair.pending:  # repairs close sockets in the background
+            await asyncio.gather(*catalog.repair.pending)
         stats = pool_stats(pool)
         assert (stats.requests_active, stats.requests_queued, stats.active) == (0, 0, 0)
         assert catalog.bulkhead.in_flight == 0
         fault.set_fault("items", "healthy")
         replies = await asyncio.gather(*(catalog.get(f"/items/{i}") for i in range(8)))
         assert [reply.status_code for reply in replies] == [200] * 8
+
+
+@pytest.mark.anyio
+async def test_a_call_cancelled_twice_does_not_keep_its_connection(
+    fault: RunningFaultServer,
+) -> None:
+    """Cancelled while it waits for headers, then again inside its clean-up, a call leaves
+    httpcore 1.0.9's HTTP/1.1 connection ACTIVE with no request, for good (deterministic: a
+    TaskGroup sibling failing while the client disconnects does this). With one connection the
+    next call would hit PoolTimeout; the repair closes it."""
+    fault.set_fault("items", "slow", latency_ms=300)
+    fields: dict[str, Any] = {
+        "limits": {"max_connections": 1, "max_keepalive_connections": 1},
+        "bulkhead": {"max_concurrency": 1},
+        "timeouts": {"pool": 0.5},
+        "breaker": NO_BREAKER,
+    }
+    async with one_downstream(fault.base_url, **fields) as catalog:
+        for attempt in range(3):
+            call = asyncio.ensure_future(catalog.get(f"/items/{attempt}"))
+            await asyncio.sleep(0.05)  # sent; waiting for the response headers
+            call.cancel()
+            await asyncio.sleep(0)  # it starts its clean-up ...
+            call.cancel()  # ... and is cancelled again inside it
+            await asyncio.gather(call, return_exceptions=True)
+            while catalog.repair.pending:
+                await asyncio.gather(*catalog.repair.pending)
+            assert pool_stats(client_pool(catalog.client)).active == 0
+        fault.set_fault("items", "healthy")
+        assert (await catalog.get("/items/next")).status_code == 200
+        assert catalog.orphans_repaired == (3 if POOL_LEAKS_ON_CANCEL else 0)
 
 
 @pytest.mark.anyio

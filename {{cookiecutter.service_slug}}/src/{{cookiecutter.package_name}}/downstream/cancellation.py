@@ -8,6 +8,8 @@ often than it looks (``TaskGroup`` siblings, ``asyncio.timeout``, client disconn
 - **Stranded request**: a cancellation landing inside the response's close (its shield stops
   anyio cancellation, not a native ``task.cancel()``) marks the stream closed but leaves the
   request in the pool; its HTTP/1.1 connection stays ACTIVE forever.
+- **Abandoned connection**: a second cancellation landing inside a failed request's clean-up
+  leaves its HTTP/1.1 connection ACTIVE after the request left the pool.
 
 Either way a slot of ``max_connections`` is gone for good; with ``max_connections=1`` the next
 call hits ``PoolTimeout``. So whenever a send or a read fails, the pool is checked for exactly
@@ -26,6 +28,7 @@ from .httplib import httpx
 from .pool_internals import (
     client_pool,
     close_connections,
+    connection_state,
     detach_stranded,
     evict,
     orphaned_connections,
@@ -36,6 +39,7 @@ POOL_LEAKS_ON_CANCEL = httpx.__name__ == "httpx"
 
 ORPHANED = "httpcore#1093: a cancelled request left its new connection reserved with no owner"
 STRANDED = "a cancellation inside the response's close left its request in the pool"
+ABANDONED = "a cancellation inside a request's clean-up left its connection ACTIVE with no owner"
 
 
 class PoolRepair:
@@ -47,7 +51,7 @@ class PoolRepair:
         self.pending: set[asyncio.Task[Any]] = set()
 
     def after_cancelled_send(self) -> None:
-        """A send was cancelled: look for an orphaned connection, in the background."""
+        """A send was cancelled: look for an orphaned or abandoned connection, in the background."""
         if POOL_LEAKS_ON_CANCEL:
             self._in_background(self.repair_orphans())
 
@@ -72,9 +76,10 @@ class PoolRepair:
         pool = client_pool(self.client)
         repaired = 0
         for connection in orphaned_connections(pool):
+            cause = ORPHANED if connection_state(connection) == "connecting" else ABANDONED
             if await evict(pool, connection):
                 repaired += 1
-                self.on_repaired(ORPHANED)
+                self.on_repaired(cause)
         return repaired
 
     def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:

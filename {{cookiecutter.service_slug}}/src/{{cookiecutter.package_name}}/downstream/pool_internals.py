@@ -83,20 +83,32 @@ def pool_stats(pool: Any) -> PoolStats:
 
 
 def orphaned_connections(pool: Any) -> list[Any]:
-    """Connections reserved for a request (connecting, or open and never used) that no request
-    owns and no other request may take: httpcore #1093 leaves these when a request is cancelled
-    right after assignment. Nothing will ever use or close them, and each counts against
-    ``max_connections``. (An HTTP/2 connection still connecting is available to others, so it
-    is never an orphan.) The pool assigns connections synchronously, so this holds at any
-    instant: an orphan can be closed as soon as it is seen."""
+    """Connections no request owns that nothing will ever use or close again, each counting
+    against ``max_connections`` for good. Two shapes, both left by cancellations in httpcore
+    1.0.9:
+
+    - reserved for a request (connecting, or open and never used) whose task was cancelled
+      right after assignment (httpcore #1093). An HTTP/2 connection still connecting is
+      available to others, so it is never an orphan;
+    - an HTTP/1.1 connection still ACTIVE: a second cancellation landed inside its
+      end-of-request clean-up, which sets it IDLE or closes it before its request leaves the
+      pool. (An HTTP/2 connection stays usable by other streams, so it is never an orphan.)
+
+    The pool assigns connections synchronously, and a connection stops being ACTIVE before its
+    request leaves the pool, so this holds at any instant: an orphan can be closed when seen."""
     owned = {id(getattr(request, REQUEST_CONNECTION)) for request in getattr(pool, POOL_REQUESTS)}
     return [
         connection
         for connection in pool.connections
-        if connection_state(connection) == "connecting"
-        and id(connection) not in owned
-        and not connection.is_available()
+        if id(connection) not in owned and _is_stuck(connection)
     ]
+
+
+def _is_stuck(connection: Any) -> bool:
+    state = connection_state(connection)
+    if state == "connecting":
+        return not connection.is_available()
+    return state == "active" and not connection.info().startswith("HTTP/2")
 
 
 async def evict(pool: Any, connection: Any) -> bool:
