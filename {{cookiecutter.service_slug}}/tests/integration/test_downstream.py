@@ -366,6 +366,8 @@ async def test_http2_over_tls_multiplexes_and_is_bounded(tls_fault: RunningFault
     async with one_downstream(tls_fault.base_url, **fields) as catalog:
         response = await catalog.get("/items/1")
         assert response.http_version == "HTTP/2"
+        stats = pool_stats(client_pool(catalog.client))
+        assert (stats.http2, stats.idle) == (1, 1)  # what /debug/downstreams and metrics show
         tls_fault.set_fault("items", "slow", latency_ms=300)
         outcomes = await asyncio.gather(
             *(catalog.get(f"/items/{i}") for i in range(40)), return_exceptions=True

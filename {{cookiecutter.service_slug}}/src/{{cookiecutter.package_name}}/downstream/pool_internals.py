@@ -69,12 +69,17 @@ def connection_state(connection: Any) -> str:
     return "active"
 
 
+def is_http2(connection: Any) -> bool:
+    """``info()`` starts with the origin: "'https://host:443', HTTP/2, ACTIVE, Request Count: 3"."""
+    return ", HTTP/2, " in connection.info()
+
+
 def pool_stats(pool: Any) -> PoolStats:
     counts = {"connecting": 0, "active": 0, "idle": 0, "closed": 0}
     http2 = 0
     for connection in pool.connections:
         counts[connection_state(connection)] += 1
-        http2 += connection.info().startswith("HTTP/2")
+        http2 += is_http2(connection)
     requests = getattr(pool, POOL_REQUESTS)
     queued = sum(1 for request in requests if request.is_queued())
     return PoolStats(
@@ -108,7 +113,7 @@ def _is_stuck(connection: Any) -> bool:
     state = connection_state(connection)
     if state == "connecting":
         return not connection.is_available()
-    return state == "active" and not connection.info().startswith("HTTP/2")
+    return state == "active" and not is_http2(connection)
 
 
 async def evict(pool: Any, connection: Any) -> bool:
@@ -151,7 +156,7 @@ def detach_stranded(pool: Any, pool_request: Any) -> list[Any]:
         connection is not None
         and connection in connections
         and connection_state(connection) == "active"
-        and not connection.info().startswith("HTTP/2")
+        and not is_http2(connection)
     ):
         connections.remove(connection)
         closing.append(connection)
