@@ -61,18 +61,37 @@ def verdict_of(run: Path) -> dict[str, Any]:
     return verdict
 
 
+def max_http2_connections(run: Path) -> int:
+    """The most HTTP/2 connections any downstream's pool held, from the sampled timeline."""
+    samples = [json.loads(line) for line in (run / "timeline.jsonl").read_text().splitlines()]
+    return max(
+        (
+            view.get("pool", {}).get("http2", 0)
+            for sample in samples
+            for view in sample.get("downstreams", {}).values()
+        ),
+        default=0,
+    )
+
+
 def explain(result: subprocess.CompletedProcess[str]) -> str:
     stdout, stderr = result.stdout[-8000:], result.stderr[-3000:]
     return f"exit {result.returncode}\n{stdout}\n--- stderr ---\n{stderr}"
 
 
-@pytest.mark.parametrize("http_client", ["httpx", "httpx2"])
+@pytest.mark.parametrize(
+    ("http_client", "tls"),
+    [("httpx", False), ("httpx2", False), ("httpx", True)],
+    ids=["httpx", "httpx2", "httpx-tls-http2"],
+)
 def test_quick_profile_passes_on_the_baked_service(
-    cookies_session: Any, tmp_path: Path, http_client: str
+    cookies_session: Any, tmp_path: Path, http_client: str, tls: bool
 ) -> None:
     project = bake_project(cookies_session, http_client=http_client)
-    result = run_quick_loadtest(project, tmp_path)
+    result = run_quick_loadtest(project, tmp_path, *(["--tls"] if tls else []))
     run = only_run_folder(tmp_path)
+    # Over TLS the service must really have multiplexed on HTTP/2 (ALPN), not fallen back.
+    assert (max_http2_connections(run) > 0) == tls, explain(result)
     verdict = verdict_of(run)
     assert verdict["completed"], explain(result)
     assert verdict["verdicts"]
