@@ -1,6 +1,6 @@
 """Repair at once what a cancelled call can leave stuck in httpcore's pool.
 
-httpcore 1.0.9 (under httpx 0.28.1) has two cancellation holes, and route code cancels more
+httpcore 1.0.9 (under httpx 0.28.1) has three cancellation holes, and route code cancels more
 often than it looks (``TaskGroup`` siblings, ``asyncio.timeout``, client disconnects, shutdown):
 
 - **Orphaned connection** (httpcore #1093): a task cancelled after the pool reserved a new
@@ -11,11 +11,11 @@ often than it looks (``TaskGroup`` siblings, ``asyncio.timeout``, client disconn
 - **Abandoned connection**: a second cancellation landing inside a failed request's clean-up
   leaves its HTTP/1.1 connection ACTIVE after the request left the pool.
 
-Either way a slot of ``max_connections`` is gone for good; with ``max_connections=1`` the next
+Each time a slot of ``max_connections`` is gone for good; with ``max_connections=1`` the next
 call hits ``PoolTimeout``. So whenever a send or a read fails, the pool is checked for exactly
 that damage and repaired: nothing runs on the happy path. (Running every call in a task of its
-own that is never cancelled also closes both holes, but cost ~30 us a call in ``make bench``.)
-httpcore2 fixed both: with httpx2 the checks are skipped.
+own that is never cancelled also closes these holes, but cost ~30 us a call in ``make bench``.)
+httpcore2 has none of them: with httpx2 the checks are skipped.
 """
 
 from __future__ import annotations

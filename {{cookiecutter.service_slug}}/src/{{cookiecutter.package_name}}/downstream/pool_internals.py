@@ -1,10 +1,11 @@
 """Every access to httpx/httpcore internals, in one place, for both ``httpx`` and ``httpx2``.
 
 Public API first: ``pool.connections`` and each connection's ``info()`` ("CONNECTING",
-"HTTP/1.1, ACTIVE, Request Count: 3", ...). Private names are used only where nothing public
-exists: the client's pool (``client._transport._pool``), the pool's request list (to tell queued
-from active requests and to find connections no request owns), the pool request behind a
-response's stream, and the eviction of an orphaned connection or a stranded request.
+"'http://host:80', HTTP/1.1, ACTIVE, Request Count: 3", ...). Private names are used only
+where nothing public exists: the client's pool (``client._transport._pool``), the pool's
+request list (to tell queued from active requests and to find connections no request owns), the
+pool request behind a response's stream, and the eviction of an orphaned connection or a
+stranded request.
 ``tests/integration/test_pool_internals_contract.py`` fails naming the attribute when a library
 release moves any of them.
 """
