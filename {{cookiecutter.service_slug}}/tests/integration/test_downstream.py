@@ -316,16 +316,20 @@ async def test_a_call_cancelled_twice_does_not_keep_its_connection(
         "breaker": NO_BREAKER,
     }
     async with one_downstream(fault.base_url, **fields) as catalog:
+        pool = client_pool(catalog.client)
         for attempt in range(3):
             call = asyncio.ensure_future(catalog.get(f"/items/{attempt}"))
-            await asyncio.sleep(0.05)  # sent; waiting for the response headers
-            call.cancel()
+            for _ in range(200):  # bounded (2 s): until it runs on its connection
+                await asyncio.sleep(0.01)
+                if pool_stats(pool).active == 1:
+                    break
+            call.cancel()  # waiting for the response headers (the server takes 300 ms)
             await asyncio.sleep(0)  # it starts its clean-up ...
             call.cancel()  # ... and is cancelled again inside it
             await asyncio.gather(call, return_exceptions=True)
             while catalog.repair.pending:
                 await asyncio.gather(*catalog.repair.pending)
-            assert pool_stats(client_pool(catalog.client)).active == 0
+            assert pool_stats(pool).active == 0
         fault.set_fault("items", "healthy")
         assert (await catalog.get("/items/next")).status_code == 200
         assert catalog.orphans_repaired == (3 if POOL_LEAKS_ON_CANCEL else 0)
