@@ -10,7 +10,7 @@ refuses connections. Routes::
     POST   /__admin/stats/reset       zero the counters
 
 ``PUT /__admin/faults/*`` replaces every fault: a route mode applies to both
-routes and lifts any connection-level fault (refuse, goaway); a
+routes and lifts any connection-level fault (refuse, goaway, streams); a
 connection-level mode sets both routes healthy.
 """
 
@@ -36,7 +36,7 @@ _MAX_BODY: Final = 64 * 1024
 
 
 class ConnectionFaults(Protocol):
-    """Applies refuse/goaway to the data port (see ``server.DataPortFaults``)."""
+    """Applies refuse, goaway and streams to the data port (see ``server.DataPortFaults``)."""
 
     async def apply(self, fault: Fault) -> Fault:
         """Make ``fault`` (or HEALTHY) take effect; return what is now in force."""

@@ -29,6 +29,7 @@ from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
 from hypercorn.events import Event, RawData
+from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.typing import ASGIFramework
 
 from .asgi import ASGIApp
@@ -64,12 +65,22 @@ class ConnectionRegistry:
 
     def __init__(self) -> None:
         self._transports: dict[Peer, asyncio.WriteTransport] = {}
+        self._handlers: dict[Peer, TCPServer] = {}
 
-    def add(self, peer: Peer, transport: asyncio.WriteTransport) -> None:
+    def add(self, peer: Peer, transport: asyncio.WriteTransport, handler: TCPServer) -> None:
         self._transports[peer] = transport
+        self._handlers[peer] = handler
 
     def discard(self, peer: Peer) -> None:
         self._transports.pop(peer, None)
+        self._handlers.pop(peer, None)
+
+    def http2_protocols(self) -> list[H2Protocol]:
+        """hypercorn's protocol object of every open HTTP/2 connection (its h2 state machine is
+        ``.connection``); a connection still in its handshake has none yet."""
+        wrappers = (getattr(handler, "protocol", None) for handler in self._handlers.values())
+        protocols = (getattr(wrapper, "protocol", None) for wrapper in wrappers)
+        return [protocol for protocol in protocols if isinstance(protocol, H2Protocol)]
 
     def abort(self, peer: Peer | None) -> bool:
         """Drop one connection with a TCP RST; False if it is already gone."""
@@ -85,6 +96,8 @@ class ConnectionRegistry:
 
 
 def _abort_with_rst(transport: asyncio.WriteTransport) -> None:
+    if transport.is_closing():  # a closed TLS transport cannot even be asked for its socket
+        return
     sock = transport.get_extra_info("socket")
     if sock is not None:
         with contextlib.suppress(OSError):
@@ -209,15 +222,16 @@ class Listener:
         self._tasks.add(task)
         peername = writer.get_extra_info("peername")
         peer: Peer = (peername[0], peername[1])
-        self.connections.add(peer, writer.transport)
+        loop = asyncio.get_running_loop()
+        handler = _ConnectionHandler(
+            self._app, loop, self._config, self._context, {}, reader, writer
+        )
+        self.connections.add(peer, writer.transport, handler)
         if self._stats is not None:
             self._stats.connections += 1
             self._stats.open_connections += 1
         try:
-            loop = asyncio.get_running_loop()
-            await _ConnectionHandler(
-                self._app, loop, self._config, self._context, {}, reader, writer
-            )
+            await handler
         except OSError:
             # The peer broke the connection while hypercorn was closing it
             # (e.g. ssl.SSLError APPLICATION_DATA_AFTER_CLOSE_NOTIFY); hypercorn's

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import h2.settings
 from hypercorn.config import Config
 
 from .admin import AdminApp
@@ -22,8 +23,9 @@ from .listener import ConnectionRegistry, Listener, require_loopback
 from .state import HEALTHY, Fault, FaultTable, Mode, Stats
 from .tls import make_server_context
 
-#: hypercorn's default; what the data port uses while no goaway is in force.
+#: hypercorn's defaults; what the data port uses while no goaway / streams fault is in force.
 NO_GOAWAY_MAX_REQUESTS: Final = Config.keep_alive_max_requests
+DEFAULT_MAX_STREAMS: Final = Config.h2_max_concurrent_streams
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,11 @@ class DataPortFaults:
     outright, failing earlier in-flight streams too: this is an abrupt
     recycle, not a graceful drain. Over HTTP/1.1 the Nth response carries
     ``Connection: close``: a graceful recycle, nothing fails.
+
+    streams: every open HTTP/2 connection is sent a SETTINGS frame lowering
+    MAX_CONCURRENT_STREAMS to ``max_streams`` at once (mid-connection, with
+    streams in flight), and new connections advertise it; clearing the fault
+    sends the default (100) again. HTTP/1.1 connections are unaffected.
     """
 
     def __init__(self, listener: Listener, config: Config, goaway_after: int | None) -> None:
@@ -80,12 +87,26 @@ class DataPortFaults:
             self._listener.connections.abort_all()
             return fault
         await self._listener.start()  # no-op unless refusing
-        if fault.mode is not Mode.GOAWAY:
+        if fault.mode not in (Mode.GOAWAY, Mode.STREAMS):
             fault = self._baseline
         self._config.keep_alive_max_requests = (
             fault.after_requests if fault.mode is Mode.GOAWAY else NO_GOAWAY_MAX_REQUESTS
         )
+        await self._limit_streams(
+            fault.max_streams if fault.mode is Mode.STREAMS else DEFAULT_MAX_STREAMS
+        )
         return fault
+
+    async def _limit_streams(self, max_streams: int) -> None:
+        changed = max_streams != self._config.h2_max_concurrent_streams
+        self._config.h2_max_concurrent_streams = max_streams  # read by each new connection
+        if not changed:
+            return
+        for protocol in self._listener.connections.http2_protocols():
+            protocol.connection.update_settings(
+                {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams}
+            )
+            await protocol._flush()  # hypercorn's own way of putting h2's output on the wire
 
 
 def hypercorn_config() -> Config:

@@ -27,11 +27,12 @@ class Mode(enum.StrEnum):
     DRIP = "drip"
     REFUSE = "refuse"
     GOAWAY = "goaway"
+    STREAMS = "streams"
 
 
 #: Modes that act on the data port's connections, not on one route: they are
 #: only accepted for route ``*``.
-CONNECTION_MODES: Final = frozenset({Mode.REFUSE, Mode.GOAWAY})
+CONNECTION_MODES: Final = frozenset({Mode.REFUSE, Mode.GOAWAY, Mode.STREAMS})
 
 
 class FaultError(ValueError):
@@ -62,6 +63,7 @@ _PARAMS: Final[dict[Mode, dict[str, _Param]]] = {
     },
     Mode.REFUSE: {},
     Mode.GOAWAY: {"after_requests": _Param(True, 1, 1_000_000)},
+    Mode.STREAMS: {"max_streams": _Param(True, 1, 1_000)},
 }
 
 
@@ -77,6 +79,7 @@ class Fault:
     drip_chunks: int = 1
     drip_interval_ms: float = 0.0
     after_requests: int = 0
+    max_streams: int = 0
 
     @classmethod
     def parse(cls, body: object) -> Fault:
@@ -103,6 +106,7 @@ class Fault:
             drip_chunks=int(values.get("drip_chunks", default.drip_chunks)),
             drip_interval_ms=values.get("drip_interval_ms", default.drip_interval_ms),
             after_requests=int(values.get("after_requests", default.after_requests)),
+            max_streams=int(values.get("max_streams", default.max_streams)),
         )
 
     def to_json(self) -> dict[str, object]:

@@ -18,6 +18,7 @@ import pytest
 from {{ cookiecutter.package_name }}.downstream.cancellation import POOL_LEAKS_ON_CANCEL
 from {{ cookiecutter.package_name }}.downstream.errors import (
     DownstreamBadGateway,
+    DownstreamError,
     DownstreamUnavailable,
     UnsafeDownstreamPath,
 )
@@ -380,6 +381,61 @@ async def test_http2_over_tls_multiplexes_and_is_bounded(tls_fault: RunningFault
     shed = [o for o in outcomes if isinstance(o, DownstreamUnavailable) and o.reason == "shed"]
     assert len(ok) == 5  # streams in flight never exceed the bulkhead
     assert len(shed) == 35
+
+
+async def call_for(catalog: Any, seconds: float, callers: int) -> tuple[list[float], list[bool]]:
+    """``callers`` tasks calling back to back for ``seconds``: each call's duration and success."""
+    durations: list[float] = []
+    succeeded: list[bool] = []
+    stop = time.monotonic() + seconds
+
+    async def caller() -> None:
+        while time.monotonic() < stop:
+            started = time.monotonic()
+            try:
+                await catalog.get("/items/1")
+            except DownstreamError:
+                succeeded.append(False)
+                await asyncio.sleep(0.01)  # a failure is instant: let the others run
+            else:
+                succeeded.append(True)
+            durations.append(time.monotonic() - started)
+
+    async with asyncio.timeout(seconds + 30):  # a wedged call fails the test, not the run
+        await asyncio.gather(*(caller() for _ in range(callers)))
+    return durations, succeeded
+
+
+@pytest.mark.anyio
+async def test_a_lowered_http2_stream_limit_never_outlives_the_deadline(
+    tls_fault: RunningFaultServer,
+) -> None:
+    """The downstream lowers MAX_CONCURRENT_STREAMS to 1 on the live connection while 10 calls
+    are in flight (httpcore 1.0.9 deadlocks its reader there). Every call still ends by its
+    deadline, and once the limit is back, calls succeed again: nothing stays wedged. Three
+    rounds: the broken stream accounting the deadlock can leave behind shows up in about one
+    round in three."""
+    pytest.importorskip("h2")
+    assert tls_fault.ca_path is not None
+    deadline = 1.0
+    fields: dict[str, Any] = {
+        "http2": True,
+        "ca_bundle": str(tls_fault.ca_path),
+        "deadline_seconds": deadline,
+        "breaker": NO_BREAKER,  # this test is about the pool, not about shedding a failing peer
+    }
+    async with one_downstream(tls_fault.base_url, **fields) as catalog:
+        for _ in range(3):
+            calls = asyncio.create_task(call_for(catalog, 2.0, callers=10))
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(tls_fault.set_fault, "*", "streams", max_streams=1)
+            during, _ = await calls
+            await asyncio.to_thread(tls_fault.clear_faults)
+            after, succeeded = await call_for(catalog, 1.0, callers=10)
+            assert catalog.bulkhead.in_flight == 0
+            assert max(during + after) < deadline + 0.5
+            assert len(succeeded) >= 50
+            assert sum(succeeded) / len(succeeded) >= 0.99
 
 
 @pytest.fixture

@@ -20,6 +20,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import h2.connection
+import h2.events
+import h2.settings
 import pytest
 
 from {{ cookiecutter.package_name }}.downstream.httplib import httpx
@@ -241,6 +244,41 @@ def test_goaway_at_run_time_replaces_the_http2_connection(tls_server: RunningFau
     assert after.status_code == 200
     assert after.http_version == "HTTP/2"
     assert tls_server.stats()["connections"] == 2
+
+
+def read_remote_max_streams(tls: ssl.SSLSocket, connection: h2.connection.H2Connection) -> int:
+    """Read frames until the server changes MAX_CONCURRENT_STREAMS; return the new value."""
+    max_streams = h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS
+    while True:
+        for event in connection.receive_data(tls.recv(65_535)):
+            if isinstance(event, h2.events.RemoteSettingsChanged):
+                changed = event.changed_settings.get(max_streams)
+                if changed is not None:
+                    tls.sendall(connection.data_to_send())  # the SETTINGS ack
+                    return int(changed.new_value)
+
+
+def test_streams_lowers_the_stream_limit_of_live_http2_connections(
+    tls_server: RunningFaultServer,
+) -> None:
+    """A raw h2 client, so the SETTINGS frames themselves are seen: the limit drops on the open
+    connection, and clearing the fault raises it again."""
+    assert tls_server.ca_path is not None
+    context = ssl.create_default_context(cafile=str(tls_server.ca_path))
+    context.set_alpn_protocols(["h2"])
+    host, port = tls_server.base_url.removeprefix("https://").rsplit(":", 1)
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        connection = h2.connection.H2Connection()
+        connection.initiate_connection()
+        tls.sendall(connection.data_to_send())
+        assert read_remote_max_streams(tls, connection) == 100  # hypercorn's opening SETTINGS
+        tls_server.set_fault("*", "streams", max_streams=1)
+        assert read_remote_max_streams(tls, connection) == 1
+        tls_server.clear_faults()
+        assert read_remote_max_streams(tls, connection) == 100
 
 
 def test_goaway_at_start_up_survives_clearing_faults() -> None:

@@ -1,7 +1,8 @@
 """Repair at once what a cancelled call can leave stuck in httpcore's pool.
 
-httpcore 1.0.9 (under httpx 0.28.1) has three cancellation holes, and route code cancels more
-often than it looks (``TaskGroup`` siblings, ``asyncio.timeout``, client disconnects, shutdown):
+httpcore 1.0.9 (under httpx 0.28.1) has three cancellation holes, and calls are cancelled more
+often than it looks (``TaskGroup`` siblings, the deadline's backstop, client disconnects,
+shutdown), plus an HTTP/2 deadlock the backstop turns into broken stream accounting:
 
 - **Orphaned connection** (httpcore #1093): a task cancelled after the pool reserved a new
   connection for it and before its request ran leaves the connection reserved, owned by nobody.
@@ -10,12 +11,20 @@ often than it looks (``TaskGroup`` siblings, ``asyncio.timeout``, client disconn
   request in the pool; its HTTP/1.1 connection stays ACTIVE forever.
 - **Abandoned connection**: a second cancellation landing inside a failed request's clean-up
   leaves its HTTP/1.1 connection ACTIVE after the request left the pool.
+- **Wedged HTTP/2 connection**: when a downstream lowers MAX_CONCURRENT_STREAMS on a live
+  connection, httpcore 1.0.9's reader waits, holding the read lock, for stream slots only
+  readers can free: a deadlock. The call deadline's backstop cancels the stuck calls, which can
+  leave streams the h2 state machine still counts as open; from then on every request on that
+  connection fails at once with ``LocalProtocolError`` (too many streams) and nothing reads the
+  frame that would raise the limit again.
 
-Each time a slot of ``max_connections`` is gone for good; with ``max_connections=1`` the next
-call hits ``PoolTimeout``. So whenever a send or a read fails, the pool is checked for exactly
-that damage and repaired: nothing runs on the happy path. (Running every call in a task of its
-own that is never cancelled also closes these holes, but cost ~30 us a call in ``make bench``.)
-httpcore2 has none of them: with httpx2 the checks are skipped.
+Each of the first three loses a slot of ``max_connections`` for good; with
+``max_connections=1`` the next call hits ``PoolTimeout``; the fourth fails every call until a
+restart. So whenever a send or a read fails, the pool is checked for exactly that damage and
+repaired: nothing runs on the happy path. (Running every call in a task of its own that is
+never cancelled also closes the cancellation holes, but cost ~30 us a call in ``make bench``.)
+httpcore2 has none of the cancellation holes (with httpx2 those checks are skipped) and handles
+a lowered stream limit; a connection in ``LocalProtocolError`` is closed on either library.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from .pool_internals import (
     evict,
     orphaned_connections,
     stranded_request,
+    usable_http2_connections,
 )
 
 POOL_LEAKS_ON_CANCEL = httpx.__name__ == "httpx"
@@ -40,6 +50,7 @@ POOL_LEAKS_ON_CANCEL = httpx.__name__ == "httpx"
 ORPHANED = "httpcore#1093: a cancelled request left its new connection reserved with no owner"
 STRANDED = "a cancellation inside the response's close left its request in the pool"
 ABANDONED = "a cancellation inside a request's clean-up left its connection ACTIVE with no owner"
+WEDGED = "an HTTP/2 connection's stream accounting broke (LocalProtocolError on every request)"
 
 
 class PoolRepair:
@@ -71,6 +82,16 @@ class PoolRepair:
         self.on_repaired(STRANDED)
         if closing:
             self._in_background(close_connections(pool, closing))
+
+    def after_protocol_error(self) -> None:
+        """httpcore's own HTTP/2 state is broken: close the connection, the next call opens one."""
+        self._in_background(self.close_http2())
+
+    async def close_http2(self) -> None:
+        pool = client_pool(self.client)
+        for connection in usable_http2_connections(pool):
+            if await evict(pool, connection):
+                self.on_repaired(WEDGED)
 
     async def repair_orphans(self) -> int:
         pool = client_pool(self.client)

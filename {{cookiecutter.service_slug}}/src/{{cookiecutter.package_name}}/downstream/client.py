@@ -5,11 +5,10 @@ deadline -> bulkhead -> circuit breaker -> retry loop -> per-attempt timeout -> 
 - Bodies are always read and the response closed before ``request`` returns, so a connection can
   never be left checked out; ``stream`` is an ``async with`` that always closes, and a stream
   held open too long or dropped unclosed is reported with the line that opened it.
-- Time is enforced with httpx's own timeouts, capped by what remains of the deadline. Nothing
-  wraps pool acquisition in ``asyncio.wait_for``/``timeout``: cancelling a task while it waits on
-  httpcore's pool leaks a connection (httpcore #1093). Only the body read, which runs after a
-  connection is assigned, sits under ``asyncio.timeout``. Whatever a cancellation still breaks
-  in the pool is repaired the moment it happens (``cancellation.py``).
+- Time is enforced with httpx's own timeouts, capped by what remains of the deadline, and a
+  backstop cancels any attempt still running just after the deadline (waits httpx does not
+  bound). What a cancellation breaks in httpcore's pool (#1093 and two more holes) is repaired
+  the moment it happens (``cancellation.py``).
 - Failures become ``DownstreamError`` subclasses that ``problems`` turns into 502/503/504.
 - The hot path logs nothing above DEBUG; sheds and PoolTimeouts log ``downstream.pool.exhausted``
   at most once per configured interval, with the oldest calls in flight.
@@ -54,6 +53,9 @@ from .tracing import AttemptTrace
 from .urls import DEFAULT_PORTS, PathBuilder
 
 log = structlog.get_logger("downstream")
+
+# How long after its deadline an attempt httpx has not ended is cancelled (see ``_backstop``).
+BACKSTOP_GRACE_SECONDS = 0.1
 
 
 class Downstream:
@@ -182,7 +184,8 @@ class Downstream:
             try:
                 request = self._build_request(method, request_path, params=params, headers=headers)
                 self._prepare_attempt(request, deadline)
-                response = await self._send_once(request)
+                async with self._backstop(deadline):
+                    response = await self._send_once(request)
             except httpx.HTTPError as exc:
                 error = self._error_for_exception(exc)
                 self._record(probe, call, error.reason, failed=True)
@@ -298,12 +301,27 @@ class Downstream:
         self.in_flight.finish(call)
         self.bulkhead.release()
 
+    @staticmethod
+    def _backstop(deadline: float) -> asyncio.Timeout:
+        """End the attempt shortly after the deadline, whatever the client library waits on.
+
+        httpx's own timeouts, capped at the deadline, get the first chance to end an attempt
+        cleanly; this ends what they do not bound: an HTTP/2 stream-slot or read-lock wait (with
+        httpcore 1.0.9 a downstream lowering MAX_CONCURRENT_STREAMS deadlocks the connection's
+        reader), response headers or a body dripped a byte at a time. What the cancellation
+        leaves in the pool is repaired by ``_send_once`` and ``_close_checked``.
+        """
+        return asyncio.timeout(deadline + BACKSTOP_GRACE_SECONDS - time.monotonic())
+
     async def _send_once(self, request: httpx.Request) -> httpx.Response:
-        """One send; a cancelled one has the pool checked for the orphan it may leave."""
+        """One send; a cancelled or broken one has the pool checked for the damage it may leave."""
         try:
             return await self.client.send(request, stream=True)
         except asyncio.CancelledError:
             self.repair.after_cancelled_send()
+            raise
+        except httpx.LocalProtocolError:
+            self.repair.after_protocol_error()
             raise
 
     async def _close_checked(self, response: httpx.Response) -> None:
@@ -388,13 +406,13 @@ class Downstream:
             trace = AttemptTrace()
             traces.append(trace)
             request.extensions["trace"] = trace
-        response = await self._send_once(request)
-        try:
-            async with asyncio.timeout(deadline - time.monotonic()):
+        async with self._backstop(deadline):
+            response = await self._send_once(request)
+            try:
                 await response.aread()  # closes the response at the end of the body
-        except BaseException:
-            await self._close_checked(response)
-            raise
+            except BaseException:
+                await self._close_checked(response)
+                raise
         if trace is not None and trace.pool_wait is not None:
             self.metrics.pool_wait.observe(trace.pool_wait)
         self.log.debug(

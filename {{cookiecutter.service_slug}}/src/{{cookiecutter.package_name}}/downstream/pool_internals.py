@@ -110,6 +110,13 @@ def orphaned_connections(pool: Any) -> list[Any]:
     ]
 
 
+def usable_http2_connections(pool: Any) -> list[Any]:
+    """The HTTP/2 connections new requests would be sent on. The pool opens a second HTTP/2
+    connection to an origin only once the first stops being available, so for a client with one
+    base URL this is the one connection its HTTP/2 requests share."""
+    return [c for c in pool.connections if is_http2(c) and c.is_available()]
+
+
 def _is_stuck(connection: Any) -> bool:
     state = connection_state(connection)
     if state == "connecting":
