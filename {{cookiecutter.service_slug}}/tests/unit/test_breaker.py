@@ -1,13 +1,13 @@
 """CircuitBreaker: rate-based opening, single-flight half-open, backoff and manual states."""
 
 import copy
-import dataclasses
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from {{ cookiecutter.package_name }}.downstream.config import BreakerSettings
 from {{ cookiecutter.package_name }}.downstream.breaker import (
-    BreakerConfig,
     BreakerOpenError,
     BreakerState,
     CircuitBreaker,
@@ -31,8 +31,8 @@ class FakeClock:
         self.now += seconds
 
 
-# Small numbers so each test reads on its own; production defaults are BreakerConfig().
-CONFIG = BreakerConfig(
+# Small numbers so each test reads on its own; the service's defaults are BreakerSettings().
+CONFIG = BreakerSettings(
     window_seconds=10,
     minimum_calls=4,
     failure_rate_threshold=0.5,
@@ -49,7 +49,7 @@ def make_breaker(clock: FakeClock, **overrides: Any) -> tuple[CircuitBreaker, li
     changes: list[Change] = []
     breaker = CircuitBreaker(
         "catalog",
-        dataclasses.replace(CONFIG, **overrides),
+        CONFIG.model_copy(update=overrides),
         clock=clock,
         on_state_change=lambda name, old, new: changes.append((name, old, new)),
     )
@@ -386,7 +386,7 @@ def test_hook_errors_do_not_break_the_breaker() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker(
         "catalog",
-        BreakerConfig(minimum_calls=1, open_duration=1.0, half_open_probes=1),
+        BreakerSettings(minimum_calls=1, open_duration=1.0, half_open_probes=1),
         clock=clock,
         on_state_change=broken_hook,
     )
@@ -435,13 +435,13 @@ def test_failure_statuses(status_code: int, failed: bool) -> None:
     ],
 )
 def test_config_refuses_nonsense(overrides: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match=r"must|need"):
-        dataclasses.replace(BreakerConfig(), **overrides)
+    with pytest.raises(ValidationError):
+        BreakerSettings(**overrides)
 
 
 def test_check_refusing_mirrors_acquire_without_changing_state() -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker("x", BreakerConfig(minimum_calls=1, open_duration=5.0), clock=clock)
+    breaker = CircuitBreaker("x", BreakerSettings(minimum_calls=1, open_duration=5.0), clock=clock)
     breaker.check_refusing()  # closed: nothing to refuse
     breaker.record_failure(0.01, probe=False)
     assert breaker.state == "open"

@@ -1,13 +1,13 @@
 """RetryBudget: Finagle's ratio-plus-floor budget over a sliding window."""
 
-import dataclasses
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from {{ cookiecutter.package_name }}.downstream.config import RetrySettings
 from {{ cookiecutter.package_name }}.downstream.budget import (
     RetryBudget,
-    RetryBudgetConfig,
 )
 
 
@@ -34,7 +34,7 @@ def withdraw_all(budget: RetryBudget, limit: int = 10_000) -> int:
 
 def test_ratio_of_deposits_without_floor() -> None:
     budget = RetryBudget(
-        RetryBudgetConfig(ratio=0.2, min_retries_per_second=0.0, ttl_seconds=10),
+        RetrySettings(budget_ratio=0.2, budget_min_per_second=0.0, budget_window_seconds=10),
         clock=FakeClock(),
     )
     for _ in range(100):
@@ -49,7 +49,7 @@ def test_ratio_of_deposits_without_floor() -> None:
 
 def test_deposits_and_withdrawals_interleave() -> None:
     budget = RetryBudget(
-        RetryBudgetConfig(ratio=0.5, min_retries_per_second=0.0),
+        RetrySettings(budget_ratio=0.5, budget_min_per_second=0.0),
         clock=FakeClock(),
     )
     assert budget.try_withdraw() is False
@@ -62,7 +62,7 @@ def test_deposits_and_withdrawals_interleave() -> None:
 
 def test_rounding_does_not_cost_a_retry() -> None:
     budget = RetryBudget(
-        RetryBudgetConfig(ratio=0.29, min_retries_per_second=0.0),
+        RetrySettings(budget_ratio=0.29, budget_min_per_second=0.0),
         clock=FakeClock(),
     )
     for _ in range(100):
@@ -72,7 +72,7 @@ def test_rounding_does_not_cost_a_retry() -> None:
 
 def test_floor_allows_min_retries_times_ttl_with_no_deposits() -> None:
     budget = RetryBudget(
-        RetryBudgetConfig(ratio=0.2, min_retries_per_second=10.0, ttl_seconds=10),
+        RetrySettings(budget_ratio=0.2, budget_min_per_second=10.0, budget_window_seconds=10),
         clock=FakeClock(),
     )
     assert budget.balance() == 100.0
@@ -82,7 +82,7 @@ def test_floor_allows_min_retries_times_ttl_with_no_deposits() -> None:
 
 def test_floor_and_ratio_add_up() -> None:
     budget = RetryBudget(
-        RetryBudgetConfig(ratio=0.2, min_retries_per_second=1.0, ttl_seconds=5),
+        RetrySettings(budget_ratio=0.2, budget_min_per_second=1.0, budget_window_seconds=5),
         clock=FakeClock(),
     )
     for _ in range(50):
@@ -93,7 +93,7 @@ def test_floor_and_ratio_add_up() -> None:
 def test_deposits_expire_after_ttl() -> None:
     clock = FakeClock(1000.0)
     budget = RetryBudget(
-        RetryBudgetConfig(ratio=0.2, min_retries_per_second=0.0, ttl_seconds=10),
+        RetrySettings(budget_ratio=0.2, budget_min_per_second=0.0, budget_window_seconds=10),
         clock=clock,
     )
     for _ in range(100):
@@ -108,7 +108,7 @@ def test_deposits_expire_after_ttl() -> None:
 def test_deposits_expire_one_second_at_a_time() -> None:
     clock = FakeClock(1000.0)
     budget = RetryBudget(
-        RetryBudgetConfig(ratio=1.0, min_retries_per_second=0.0, ttl_seconds=3),
+        RetrySettings(budget_ratio=1.0, budget_min_per_second=0.0, budget_window_seconds=3),
         clock=clock,
     )
     for _ in range(3):
@@ -124,7 +124,7 @@ def test_deposits_expire_one_second_at_a_time() -> None:
 def test_withdrawals_expire_and_give_the_budget_back() -> None:
     clock = FakeClock(1000.0)
     budget = RetryBudget(
-        RetryBudgetConfig(min_retries_per_second=1.0, ttl_seconds=10),
+        RetrySettings(budget_min_per_second=1.0, budget_window_seconds=10),
         clock=clock,
     )
     assert withdraw_all(budget) == 10
@@ -138,7 +138,7 @@ def test_withdrawals_expire_and_give_the_budget_back() -> None:
 def test_balance_never_goes_negative() -> None:
     clock = FakeClock(1000.0)
     budget = RetryBudget(
-        RetryBudgetConfig(ratio=1.0, min_retries_per_second=0.0, ttl_seconds=10),
+        RetrySettings(budget_ratio=1.0, budget_min_per_second=0.0, budget_window_seconds=10),
         clock=clock,
     )
     budget.deposit()
@@ -151,8 +151,8 @@ def test_balance_never_goes_negative() -> None:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"ratio": -0.1}, {"min_retries_per_second": -1.0}, {"ttl_seconds": 0}],
+    [{"budget_ratio": -0.1}, {"budget_min_per_second": -1.0}, {"budget_window_seconds": 0}],
 )
 def test_config_refuses_nonsense(overrides: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="must be"):
-        dataclasses.replace(RetryBudgetConfig(), **overrides)
+    with pytest.raises(ValidationError):
+        RetrySettings(**overrides)

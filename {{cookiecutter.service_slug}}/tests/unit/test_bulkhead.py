@@ -1,16 +1,16 @@
 """Bulkhead: bounded slots, bounded FIFO queue, max wait, and no slot lost to cancellation."""
 
 import asyncio
-import dataclasses
 import random
 from collections.abc import Coroutine
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from {{ cookiecutter.package_name }}.downstream.config import BulkheadSettings
 from {{ cookiecutter.package_name }}.downstream.bulkhead import (
     Bulkhead,
-    BulkheadConfig,
     BulkheadFullError,
 )
 
@@ -35,7 +35,7 @@ async def settle() -> None:
 
 
 def test_free_slot_is_taken_without_suspending() -> None:
-    bulkhead = Bulkhead("catalog", BulkheadConfig(max_concurrency=2, max_queue=0))
+    bulkhead = Bulkhead("catalog", BulkheadSettings(max_concurrency=2, max_queue=0))
     assert completes_without_suspending(bulkhead.acquire())
     assert completes_without_suspending(bulkhead.acquire())
     assert bulkhead.in_flight == 2
@@ -47,7 +47,7 @@ def test_free_slot_is_taken_without_suspending() -> None:
 def test_full_queue_sheds_at_once() -> None:
     async def scenario() -> None:
         bulkhead = Bulkhead(
-            "catalog", BulkheadConfig(max_concurrency=1, max_queue=2, max_wait=NO_TIMEOUT)
+            "catalog", BulkheadSettings(max_concurrency=1, max_queue=2, max_wait=NO_TIMEOUT)
         )
         await bulkhead.acquire()
         waiters = [asyncio.create_task(bulkhead.acquire()) for _ in range(2)]
@@ -68,7 +68,7 @@ def test_full_queue_sheds_at_once() -> None:
 
 
 def test_zero_queue_sheds_when_slots_are_taken() -> None:
-    bulkhead = Bulkhead("catalog", BulkheadConfig(max_concurrency=1, max_queue=0))
+    bulkhead = Bulkhead("catalog", BulkheadSettings(max_concurrency=1, max_queue=0))
     assert completes_without_suspending(bulkhead.acquire())
     with pytest.raises(BulkheadFullError) as caught:
         completes_without_suspending(bulkhead.acquire())
@@ -77,7 +77,7 @@ def test_zero_queue_sheds_when_slots_are_taken() -> None:
 
 def test_waiter_is_shed_after_max_wait() -> None:
     async def scenario() -> None:
-        bulkhead = Bulkhead("catalog", BulkheadConfig(max_concurrency=1, max_wait=0.01))
+        bulkhead = Bulkhead("catalog", BulkheadSettings(max_concurrency=1, max_wait=0.01))
         await bulkhead.acquire()
         with pytest.raises(BulkheadFullError) as caught:
             await bulkhead.acquire()
@@ -96,7 +96,7 @@ def test_error_message_names_the_bulkhead_and_reason() -> None:
 
 
 def test_retry_after_rounds_max_wait_up() -> None:
-    bulkhead = Bulkhead("catalog", BulkheadConfig(max_concurrency=1, max_queue=0, max_wait=2.5))
+    bulkhead = Bulkhead("catalog", BulkheadSettings(max_concurrency=1, max_queue=0, max_wait=2.5))
     assert completes_without_suspending(bulkhead.acquire())
     with pytest.raises(BulkheadFullError) as caught:
         completes_without_suspending(bulkhead.acquire())
@@ -106,7 +106,7 @@ def test_retry_after_rounds_max_wait_up() -> None:
 def test_slots_go_to_waiters_in_arrival_order() -> None:
     async def scenario() -> None:
         bulkhead = Bulkhead(
-            "catalog", BulkheadConfig(max_concurrency=1, max_queue=10, max_wait=NO_TIMEOUT)
+            "catalog", BulkheadSettings(max_concurrency=1, max_queue=10, max_wait=NO_TIMEOUT)
         )
         order: list[int] = []
 
@@ -132,7 +132,7 @@ def test_slots_go_to_waiters_in_arrival_order() -> None:
 def test_cancelled_waiter_leaves_the_queue_and_is_skipped() -> None:
     async def scenario() -> None:
         bulkhead = Bulkhead(
-            "catalog", BulkheadConfig(max_concurrency=1, max_queue=10, max_wait=NO_TIMEOUT)
+            "catalog", BulkheadSettings(max_concurrency=1, max_queue=10, max_wait=NO_TIMEOUT)
         )
         await bulkhead.acquire()
         first = asyncio.create_task(bulkhead.acquire())
@@ -152,7 +152,7 @@ def test_cancelled_waiter_leaves_the_queue_and_is_skipped() -> None:
 def test_waiter_cancelled_before_it_resumes_is_skipped_by_release() -> None:
     async def scenario() -> None:
         bulkhead = Bulkhead(
-            "catalog", BulkheadConfig(max_concurrency=1, max_queue=10, max_wait=NO_TIMEOUT)
+            "catalog", BulkheadSettings(max_concurrency=1, max_queue=10, max_wait=NO_TIMEOUT)
         )
         await bulkhead.acquire()
         first = asyncio.create_task(bulkhead.acquire())
@@ -170,7 +170,7 @@ def test_waiter_cancelled_before_it_resumes_is_skipped_by_release() -> None:
 def test_slot_handed_over_as_the_waiter_is_cancelled_is_passed_on() -> None:
     async def scenario() -> None:
         bulkhead = Bulkhead(
-            "catalog", BulkheadConfig(max_concurrency=1, max_queue=10, max_wait=NO_TIMEOUT)
+            "catalog", BulkheadSettings(max_concurrency=1, max_queue=10, max_wait=NO_TIMEOUT)
         )
         await bulkhead.acquire()
         granted_then_cancelled = asyncio.create_task(bulkhead.acquire())
@@ -191,7 +191,7 @@ def test_slot_handed_over_as_the_waiter_is_cancelled_is_passed_on() -> None:
 def test_slot_handed_over_with_nobody_next_is_freed() -> None:
     async def scenario() -> None:
         bulkhead = Bulkhead(
-            "catalog", BulkheadConfig(max_concurrency=1, max_queue=10, max_wait=NO_TIMEOUT)
+            "catalog", BulkheadSettings(max_concurrency=1, max_queue=10, max_wait=NO_TIMEOUT)
         )
         await bulkhead.acquire()
         waiter = asyncio.create_task(bulkhead.acquire())
@@ -208,7 +208,7 @@ def test_slot_handed_over_with_nobody_next_is_freed() -> None:
 
 def test_slot_context_releases_on_error() -> None:
     async def scenario() -> None:
-        bulkhead = Bulkhead("catalog", BulkheadConfig(max_concurrency=1))
+        bulkhead = Bulkhead("catalog", BulkheadSettings(max_concurrency=1))
 
         async def fail_holding_a_slot() -> None:
             async with bulkhead.slot():
@@ -223,7 +223,7 @@ def test_slot_context_releases_on_error() -> None:
 
 
 def test_release_without_acquire_is_an_error() -> None:
-    bulkhead = Bulkhead("catalog", BulkheadConfig())
+    bulkhead = Bulkhead("catalog", BulkheadSettings())
     with pytest.raises(RuntimeError, match="released more than acquired"):
         bulkhead.release()
 
@@ -233,7 +233,7 @@ def test_random_cancellations_never_leak_a_slot(seed: int) -> None:
     rng = random.Random(seed)
     # max_wait=0 on odd seeds: every waiter's timer fires on the next loop step, racing
     # release() and the cancellations.
-    config = BulkheadConfig(
+    config = BulkheadSettings(
         max_concurrency=3, max_queue=30, max_wait=0.0 if seed % 2 else NO_TIMEOUT
     )
     bulkhead = Bulkhead("catalog", config)
@@ -275,5 +275,5 @@ def test_random_cancellations_never_leak_a_slot(seed: int) -> None:
     [{"max_concurrency": 0}, {"max_queue": -1}, {"max_wait": -0.1}],
 )
 def test_config_refuses_nonsense(overrides: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="must be"):
-        dataclasses.replace(BulkheadConfig(), **overrides)
+    with pytest.raises(ValidationError):
+        BulkheadSettings(**overrides)

@@ -9,6 +9,8 @@ thresholds, a minimum number of calls, manual states) and lets one half-open pro
 through at a time, as Polly and Finagle do, so a recovering downstream is not hit by a
 stampede.
 
+Its tuning is ``config.BreakerSettings``, the one place its defaults and bounds are written.
+
 No method awaits or locks: each runs to completion within one event-loop step, so one
 breaker is safe for every task on a loop, but it is not thread-safe.
 """
@@ -18,6 +20,8 @@ import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from .config import BreakerSettings
 
 
 class BreakerState(enum.StrEnum):
@@ -38,52 +42,6 @@ _FORCED_OPEN = BreakerState.FORCED_OPEN
 _METRICS_ONLY = BreakerState.METRICS_ONLY
 
 StateChangeHook = Callable[[str, BreakerState, BreakerState], None]
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerConfig:
-    """Tuning for one breaker, checked when built so a bad value fails at start-up."""
-
-    window_seconds: int = 10
-    """Length of the sliding window, kept as one-second buckets."""
-    minimum_calls: int = 20
-    """No verdict while the window holds fewer calls: a few errors prove nothing."""
-    failure_rate_threshold: float = 0.5
-    """Open when failures / calls reaches this."""
-    slow_call_duration: float = 2.0
-    """Seconds; a call at least this long counts as slow, whatever its outcome."""
-    slow_call_rate_threshold: float = 1.0
-    """Open when slow calls / calls reaches this. 1.0 (Resilience4j's 100 %) opens only
-    when every call in the window is slow."""
-    open_duration: float = 5.0
-    """Seconds the first open period lasts."""
-    open_duration_max: float = 60.0
-    """Each failed half-open doubles the open period, up to this many seconds."""
-    half_open_probes: int = 3
-    """Consecutive successful probes needed to close again."""
-
-    def __post_init__(self) -> None:
-        _require(self.window_seconds >= 1, "window_seconds must be >= 1")
-        _require(self.minimum_calls >= 1, "minimum_calls must be >= 1")
-        _require(
-            0.0 < self.failure_rate_threshold <= 1.0,
-            "failure_rate_threshold must be in (0, 1]",
-        )
-        _require(self.slow_call_duration > 0.0, "slow_call_duration must be > 0")
-        _require(
-            0.0 < self.slow_call_rate_threshold <= 1.0,
-            "slow_call_rate_threshold must be in (0, 1]",
-        )
-        _require(
-            0.0 < self.open_duration <= self.open_duration_max,
-            "need 0 < open_duration <= open_duration_max",
-        )
-        _require(self.half_open_probes >= 1, "half_open_probes must be >= 1")
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
 
 
 class BreakerOpenError(Exception):
@@ -167,7 +125,7 @@ class CircuitBreaker:
     def __init__(
         self,
         name: str,
-        config: BreakerConfig,
+        config: BreakerSettings,
         *,
         clock: Callable[[], float] = time.monotonic,
         on_state_change: StateChangeHook | None = None,

@@ -4,8 +4,9 @@ Why it exists: a per-request limit ("3 attempts") still triples the load on a do
 that is already failing, which turns a brown-out into an outage. Finagle's RetryBudget
 bounds retries by a ratio of recent original requests, plus a small floor so a quiet
 client can still retry; it has no Python port, and tenacity and stamina decide each call
-on its own, with no view of the client's overall traffic. This is that budget, with
-Finagle's defaults: 20 % of requests plus 10 retries a second, over 10 seconds.
+on its own, with no view of the client's overall traffic. This is that budget; its size is
+``config.RetrySettings`` (``BUDGET_RATIO``, ``BUDGET_MIN_PER_SECOND``,
+``BUDGET_WINDOW_SECONDS``), the one place its defaults are written.
 
 No method awaits or locks: one budget is safe for every task on a loop, but it is not
 thread-safe.
@@ -13,38 +14,19 @@ thread-safe.
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from .config import RetrySettings
 
 # ratio * deposits is a float product (0.29 * 100 == 28.999999999999996): the slack lets
 # the 29th retry through instead of refusing it for a rounding error.
 _ROUNDING_SLACK = 1e-9
 
 
-@dataclass(frozen=True, slots=True)
-class RetryBudgetConfig:
-    """Budget size, checked at construction so a bad value fails at start-up."""
-
-    ratio: float = 0.2
-    """Retries earned by each original request."""
-    min_retries_per_second: float = 10.0
-    """Floor for low traffic: retries a second allowed even with no requests."""
-    ttl_seconds: int = 10
-    """How long a request or a retry counts towards the budget."""
-
-    def __post_init__(self) -> None:
-        if self.ratio < 0.0:
-            raise ValueError("ratio must be >= 0")
-        if self.min_retries_per_second < 0.0:
-            raise ValueError("min_retries_per_second must be >= 0")
-        if self.ttl_seconds < 1:
-            raise ValueError("ttl_seconds must be >= 1")
-
-
 class RetryBudget:
-    """Finagle-style retry budget over a sliding window of ttl_seconds.
+    """Finagle-style retry budget over a sliding window of ``budget_window_seconds``.
 
     Retries allowed in the window are
-    ``min_retries_per_second * ttl_seconds + ratio * deposits - withdrawals``.
+    ``budget_min_per_second * window + budget_ratio * deposits - withdrawals``.
     Call deposit() for each original request and try_withdraw() before each retry;
     send the retry only if it returned True.
     """
@@ -63,17 +45,17 @@ class RetryBudget:
 
     def __init__(
         self,
-        config: RetryBudgetConfig,
+        config: RetrySettings,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clock = clock
-        self._ratio = config.ratio
-        self._reserve = config.min_retries_per_second * config.ttl_seconds
-        # Ring of one-second buckets, index = second % ttl_seconds. Running totals make
+        self._ratio = config.budget_ratio
+        self._reserve = config.budget_min_per_second * config.budget_window_seconds
+        # Ring of one-second buckets, index = second % window. Running totals make
         # each call O(1); buckets expire lazily, when the clock has moved on.
-        self._bucket_deposits = [0] * config.ttl_seconds
-        self._bucket_withdrawals = [0] * config.ttl_seconds
+        self._bucket_deposits = [0] * config.budget_window_seconds
+        self._bucket_withdrawals = [0] * config.budget_window_seconds
         self._deposits = 0
         self._withdrawals = 0
         self._newest_second = int(clock())

@@ -8,38 +8,20 @@ instead, at once when the queue is full and after max_wait otherwise, with a
 Retry-After hint.
 
 Waiting costs one Future and one timer handle, never a Task. Only a timed-out or
-cancelled waiter is removed from the middle of the queue, in O(max_queue).
+cancelled waiter is removed from the middle of the queue, in O(max_queue). Its limits are
+``config.BulkheadSettings``, the one place their defaults and bounds are written.
 """
 
 import asyncio
 import contextlib
 import math
 from collections import deque
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 
+from .config import BulkheadSettings
+
 ShedReason = Literal["queue_full", "wait_timeout"]
-
-
-@dataclass(frozen=True, slots=True)
-class BulkheadConfig:
-    """Limits for one downstream, checked when built: a bad value fails at start-up."""
-
-    max_concurrency: int = 10
-    """Calls allowed in flight at once."""
-    max_queue: int = 20
-    """Callers allowed to wait for a slot; 0 sheds at once when all slots are taken."""
-    max_wait: float = 0.25
-    """Seconds a queued caller waits for a slot before it is shed."""
-
-    def __post_init__(self) -> None:
-        if self.max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1")
-        if self.max_queue < 0:
-            raise ValueError("max_queue must be >= 0")
-        if self.max_wait < 0.0:
-            raise ValueError("max_wait must be >= 0")
 
 
 class BulkheadFullError(Exception):
@@ -85,7 +67,7 @@ class Bulkhead:
         "shed_count",
     )
 
-    def __init__(self, name: str, config: BulkheadConfig) -> None:
+    def __init__(self, name: str, config: BulkheadSettings) -> None:
         self.name = name
         self.shed_count = 0  # calls shed, for either reason
         self._max_concurrency = config.max_concurrency

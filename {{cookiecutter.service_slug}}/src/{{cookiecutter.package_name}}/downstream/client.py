@@ -26,14 +26,13 @@ from typing import Any
 import structlog
 
 from .breaker import (
-    BreakerConfig,
     BreakerOpenError,
     BreakerState,
     CircuitBreaker,
     is_failure_status,
 )
-from .budget import RetryBudget, RetryBudgetConfig
-from .bulkhead import Bulkhead, BulkheadConfig, BulkheadFullError
+from .budget import RetryBudget
+from .bulkhead import Bulkhead, BulkheadFullError
 from .cancellation import PoolRepair
 from .config import DownstreamSettings, ObservabilitySettings
 from .deadline import call_deadline
@@ -78,19 +77,11 @@ class Downstream:
         self.paths = PathBuilder(name, settings.base_url)
         self.metrics = DownstreamMetrics(name)
         self.log = log.bind(downstream=name)  # bound once: a filtered-out debug() is a no-op
-        self.bulkhead = Bulkhead(name, BulkheadConfig(**settings.bulkhead.model_dump()))
+        self.bulkhead = Bulkhead(name, settings.bulkhead)
         self.breaker = CircuitBreaker(
-            name,
-            BreakerConfig(**settings.breaker.model_dump()),
-            on_state_change=self._breaker_changed,
+            name, settings.breaker, on_state_change=self._breaker_changed
         )
-        self.budget = RetryBudget(
-            RetryBudgetConfig(
-                ratio=settings.retry.budget_ratio,
-                min_retries_per_second=settings.retry.budget_min_per_second,
-                ttl_seconds=settings.retry.budget_window_seconds,
-            )
-        )
+        self.budget = RetryBudget(settings.retry)
         self.retry = RetryPolicy(name, settings.retry, self.budget, self.metrics)
         self.repair = PoolRepair(client, self._pool_repaired)
         self.in_flight = InFlightCalls()
