@@ -58,16 +58,16 @@ async def readyz() -> dict[str, str]:
 
 @app.get("/items/{item_id}")
 async def get_item(item_id: str) -> Any:
-    return await get_json(f"/items/{item_id}")
+    return await get_json(f"/catalog/items/{item_id}")
 
 
 @app.get("/items/{item_id}/price")
 async def get_price(item_id: str) -> Any:
-    return await get_json(f"/prices/{item_id}")
+    return await get_json(f"/pricing/prices/{item_id}")
 
 
 @app.get("/items/{item_id}/details")
 async def get_details(item_id: str) -> Any:
-    item = await get_json(f"/items/{item_id}")
-    price = await get_json(f"/prices/{item_id}")  # no degradation: pricing down, details down
+    item = await get_json(f"/catalog/items/{item_id}")
+    price = await get_json(f"/pricing/prices/{item_id}")  # no degradation: pricing down, details down
     return {**item, "price": price.get("price"), "degraded": False}

@@ -37,6 +37,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from loadtest import probes, processes, report
+from loadtest.discovery import DiscoveryError, find_package
 from loadtest.gate import format_table, read_verdicts
 from loadtest.processes import Child
 from loadtest.profiles import PROFILE_NAMES, Profile, limit_names, make_profile
@@ -159,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             outcome.interrupted = True
             print("\nloadtest: interrupted; stopping everything it started", file=sys.stderr)
-        except StartupError as error:
+        except (StartupError, DiscoveryError) as error:
             print(f"loadtest: {error}", file=sys.stderr)
             return 2
     return finish(run_dir, outcome, time.monotonic() - started)
@@ -315,7 +316,7 @@ def package_command(
 ) -> tuple[list[str], dict[str, str]]:
     """``python -m <package>``, with the fault server as downstream and the profile's settings."""
     package = args.package or find_package(PROJECT_ROOT / "src")
-    prefix = import_settings(package).ENV_PREFIX
+    prefix = import_service(package, "settings").ENV_PREFIX
     env = {k: v for k, v in child_env().items() if not k.startswith(prefix)}
     env.update(
         {
@@ -336,36 +337,24 @@ def service_settings(
     package: str, profile: Profile, fault_url: str, ca_path: Path | None = None
 ) -> dict[str, str]:
     """The variables that point every downstream at the fault server, with the profile's values."""
-    settings = import_settings(package)
-    prefix: str = settings.ENV_PREFIX
-    downstreams = sorted(getattr(settings, "DEFAULT_DOWNSTREAMS", {}))
+    prefix: str = import_service(package, "settings").ENV_PREFIX
+    downstreams = list(import_service(package, "downstreams").declared.names())
     if not downstreams:
-        raise StartupError(f"{package}.settings has no DEFAULT_DOWNSTREAMS to redirect")
+        raise StartupError(f"{package}.downstreams declares no downstream to redirect")
     env = profile.service.environment(prefix, downstreams)
     for name in downstreams:
-        env[f"{prefix}DOWNSTREAMS__{name.upper()}__BASE_URL"] = fault_url
+        # A base path per downstream: the fault server's faults can aim at one of them.
+        env[f"{prefix}DOWNSTREAMS__{name.upper()}__BASE_URL"] = f"{fault_url}/{name}"
         if ca_path is not None:
             env[f"{prefix}DOWNSTREAMS__{name.upper()}__CA_BUNDLE"] = str(ca_path)
     return dict(sorted(env.items()))
 
 
-def find_package(src: Path) -> str:
-    """The one package under src/ that has a ``__main__`` and ``settings`` module."""
-    packages = sorted(
-        main.parent.name
-        for main in src.glob("*/__main__.py")
-        if (main.parent / "settings.py").exists()
-    )
-    if len(packages) != 1:
-        raise StartupError(f"found {packages} as service package(s) in {src}; use --package")
-    return packages[0]
-
-
-def import_settings(package: str) -> ModuleType:
-    """The service's settings module, for its ENV_PREFIX and its downstream names."""
+def import_service(package: str, module: str) -> ModuleType:
+    """A module of the service: ``settings`` for its ENV_PREFIX, ``downstreams`` for the names."""
     if str(PROJECT_ROOT / "src") not in sys.path:
         sys.path.insert(0, str(PROJECT_ROOT / "src"))
-    return importlib.import_module(f"{package}.settings")
+    return importlib.import_module(f"{package}.{module}")
 
 
 def run_locust(

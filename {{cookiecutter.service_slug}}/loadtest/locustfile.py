@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any, Final
@@ -48,22 +49,21 @@ from loadtest.gate import (
 )
 from loadtest.naming import (
     BREAKER_OPEN,
-    DETAILS,
     HEALTHZ,
-    ITEMS,
     breaker_label,
     classify,
     parse_name,
     request_name,
 )
 from loadtest.profiles import (
-    FULL_MIX,
     IMPATIENT_TIMEOUT_S,
     SPAWN_RATE,
     Phase,
+    full_mix,
     make_profile,
     parse_limit_overrides,
 )
+from loadtest.routes import ROUTES
 
 log = logging.getLogger("loadtest")
 
@@ -90,21 +90,21 @@ STOP_FILE: Final = Path(_stop) if _stop else None
 #: The phase new requests are named after, and its route mix: set by tick() locally, by a
 #: message on workers.
 current_phase = "0-start"
-current_mix: tuple[tuple[str, int], ...] = FULL_MIX
+current_mix: tuple[tuple[str, int], ...] = full_mix(ROUTES)
 #: Per phase, when this process first received a breaker_open (see naming.breaker_label).
 breaker_open_seen: dict[str, float] = {}
-PATHS: Final = {
-    ITEMS: "/items/{id}",
-    DETAILS: "/items/{id}/details",
-    HEALTHZ: "/healthz",
-}
+PATHS: Final = {route.endpoint: route.path for route in ROUTES} | {HEALTHZ: "/healthz"}
+#: Per endpoint, the downstreams it degrades without: their failures fail the route.
+OPTIONAL: Final = {route.endpoint: route.degrades_without for route in ROUTES}
+PLACEHOLDER: Final = re.compile(r"\{[^}]*\}")
 
 
 # -- users --------------------------------------------------------------------------------------
 
 
 class ServiceUser(FastHttpUser):
-    """Calls the example routes. Every request has a timeout: a hung service never hangs us."""
+    """Calls the routes of ``loadtest/routes.py``. Every request has a timeout: a hung service
+    never hangs us."""
 
     wait_time = between(0.1, 0.5)
     connection_timeout = 5.0
@@ -117,7 +117,7 @@ class ServiceUser(FastHttpUser):
         phase, mix = current_phase, current_mix
         endpoints, weights = zip(*mix, strict=True)
         endpoint = random.choices(endpoints, weights)[0]
-        path = PATHS[endpoint].format(id=random.randint(1, ITEM_IDS))
+        path = PLACEHOLDER.sub(str(random.randint(1, ITEM_IDS)), PATHS[endpoint])
         self.call(phase, endpoint, path)
 
     def call(self, phase: str, endpoint: str, path: str) -> None:
@@ -128,10 +128,10 @@ class ServiceUser(FastHttpUser):
             error = getattr(response, "error", None)
             status = response.status_code or 0
             outcome = classify(
-                endpoint,
                 status,
                 headers,
                 (response.content or b"") if status else b"",
+                optional=OPTIONAL.get(endpoint, ()),
                 impatient=self.impatient,
                 timed_out=_is_timeout(error),
             )

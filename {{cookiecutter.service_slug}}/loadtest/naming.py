@@ -5,12 +5,13 @@ and outcome; the gate parses the names back. Both sides use this module, so they
 apart. Outcomes:
 
 - ``""`` (no suffix): a 2xx answer;
-- ``degraded``: ``/details`` answered 200 without a price;
+- ``degraded``: a 2xx whose JSON says ``"degraded": true`` (served without an optional
+  downstream);
 - ``shed <reason>``: 503 with ``Retry-After`` and problem+json, an expected refusal; a
   ``breaker_open`` refusal of a request sent before this client had seen the breaker open
   (it waited while the breaker opened) is ``shed breaker_opening``;
 - ``aborted``: an impatient client gave up waiting (it meant to);
-- ``pricing failed``: ``/details`` failed because of pricing instead of degrading;
+- ``<downstream> failed``: a route failed because of a downstream it should degrade without;
 - ``<status> <reason>`` / ``<status> bare``: any other error, with or without problem+json;
 - ``no response``: the connection failed or the client timed out.
 """
@@ -19,12 +20,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-ITEMS: Final = "GET /items"
-DETAILS: Final = "GET /items/details"
 HEALTHZ: Final = "GET /healthz"
 
 PROBLEM_JSON: Final = "application/problem+json"
@@ -33,6 +32,29 @@ BREAKER_OPENING: Final = "shed breaker_opening"
 _NAME: Final = re.compile(
     r"^\[(?P<phase>[^\]]+)\] (?P<endpoint>GET \S+)(?: \((?P<outcome>[^)]+)\))?$"
 )
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route the load test calls (declared in ``loadtest/routes.py``).
+
+    ``path`` is the route's template: every ``{...}`` is filled with a random id. ``calls`` are
+    the downstreams it needs; ``degrades_without`` those it answers without (``"degraded":
+    true``), so their failure must never fail the route.
+    """
+
+    path: str
+    weight: int
+    calls: tuple[str, ...]
+    degrades_without: tuple[str, ...] = ()
+
+    @property
+    def endpoint(self) -> str:
+        return f"GET {self.path}"
+
+    @property
+    def downstreams(self) -> tuple[str, ...]:
+        return (*self.calls, *self.degrades_without)
 
 
 @dataclass(frozen=True)
@@ -79,29 +101,30 @@ def parse_name(name: str) -> ParsedName | None:
 
 
 def classify(
-    endpoint: str,
     status: int,
     headers: Mapping[str, str],
     body: bytes,
     *,
+    optional: Collection[str] = (),
     impatient: bool = False,
     timed_out: bool = False,
 ) -> Outcome:
-    """Classify one response; ``headers`` has lower-case names; ``status`` 0 = no response."""
+    """Classify one response; ``headers`` has lower-case names; ``status`` 0 = no response;
+    ``optional``: the downstreams this route degrades without."""
     if status == 0:
         if impatient and timed_out:
             return Outcome("aborted", success=True)
         return Outcome("no response", success=False)
     if 200 <= status < 300:
-        if endpoint == DETAILS and _json_field(body, "degraded") is True:
+        if _json_field(body, "degraded") is True:
             return Outcome("degraded", success=True)
         return Outcome("", success=True)
     is_problem = headers.get("content-type", "").startswith(PROBLEM_JSON)
     if not is_problem:
         return Outcome(f"{status} bare", success=False)
     downstream = _json_field(body, "downstream")
-    if endpoint == DETAILS and downstream == "pricing":
-        return Outcome("pricing failed", success=False)
+    if downstream in optional:
+        return Outcome(f"{downstream} failed", success=False)
     reason = _json_field(body, "reason")
     reason_text = reason if isinstance(reason, str) and reason else "problem"
     if status == 503 and headers.get("retry-after"):

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from loadtest.naming import DETAILS, HEALTHZ, ITEMS
+from loadtest.naming import HEALTHZ, Route
+from loadtest.routes import ROUTES
 
 #: A phase's users come in at this rate (per second): fast enough that a phase of a few
 #: seconds runs at its user count, and that a spike is a spike.
@@ -27,7 +28,7 @@ SPAWN_RATE: Final = 100.0
 class FaultSpec:
     """One ``PUT /__admin/faults/{route}`` of the fault server."""
 
-    route: str  # "items", "prices" or "*"
+    route: str  # a downstream's name (the runner gives each its own base path), or "*"
     mode: str
     params: Mapping[str, float] = field(default_factory=dict)
 
@@ -118,19 +119,23 @@ class Slo:
     limit: float = 0.0
     #: amplification only: retries the budget's floor allows each downstream in the phase.
     floor_retries: float = 0.0
-    #: received/sent checks: (fault-server route, service downstream) pairs compared.
+    #: received/sent checks: (fault-server target, service downstream) pairs compared.
     routes: tuple[tuple[str, str], ...] = ()
 
 
-#: What users call, with weights: every route, or only single-downstream ones where a phase
-#: compares the service's sent calls with what the downstream received (a /details call
-#: cancels its price lookup when the item fails, and a cancelled call has no outcome).
-FULL_MIX: Final = ((ITEMS, 4), (DETAILS, 2), (HEALTHZ, 1))
-#: /items calls reach the fault server's "items" route through the "catalog" downstream.
-CATALOG_ROUTE: Final = (("items", "catalog"),)
-ITEMS_MIX: Final = ((ITEMS, 6), (HEALTHZ, 1))
-#: Phase 2 judges /healthz's p99 too: enough calls that one slow outlier is not the p99.
-HEALTH_MIX: Final = ((ITEMS, 4), (DETAILS, 2), (HEALTHZ, 3))
+Mix = tuple[tuple[str, int], ...]
+
+
+def full_mix(routes: tuple[Route, ...], healthz_weight: int = 1) -> Mix:
+    """What users call, with weights: every route, and /healthz."""
+    return (*((route.endpoint, route.weight) for route in routes), (HEALTHZ, healthz_weight))
+
+
+def single_downstream(routes: tuple[Route, ...]) -> tuple[Route, ...]:
+    """Routes whose calls reach exactly one downstream, so what the service sent can be compared
+    with what that downstream received (a route with a second downstream cancels it when the
+    first fails, and a cancelled call has no outcome)."""
+    return tuple(r for r in routes if len(r.calls) == 1 and not r.degrades_without)
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,7 @@ class Phase:
     users: int
     faults: tuple[FaultSpec, ...]
     slos: tuple[Slo, ...]
-    mix: tuple[tuple[str, int], ...] = FULL_MIX
+    mix: Mix
     impatient: bool = False  # users give up on a request after IMPATIENT_TIMEOUT_S
 
 
@@ -192,9 +197,28 @@ class Shape:
     throttle_retry_after_s: int
 
 
-def build_phases(shape: Shape, service: ServiceSettings, limits: Limits) -> tuple[Phase, ...]:
+def build_phases(
+    shape: Shape, service: ServiceSettings, limits: Limits, routes: tuple[Route, ...] = ROUTES
+) -> tuple[Phase, ...]:
     """The nine scenarios of the suite, with their SLOs computed from the same numbers."""
     s = shape.seconds
+    mix = full_mix(routes)
+    single = single_downstream(routes) or routes
+    compared = tuple(sorted({(r.calls[0], r.calls[0]) for r in single if r.calls}))
+    single_mix = (*full_mix(single)[:-1], (HEALTHZ, 1))
+    # A downstream some route degrades without is made slower still: past the deadline those
+    # routes must answer degraded, not fail.
+    optional = sorted({name for r in routes for name in r.degrades_without})
+    required = sorted({name for r in routes for name in r.calls} - set(optional))
+    slow = (
+        *(FaultSpec(name, "slow", {"latency_ms": shape.slow_items_ms}) for name in required),
+        *(FaultSpec(name, "slow", {"latency_ms": shape.slow_prices_ms}) for name in optional),
+    )
+    degrade = (
+        (Slo("degrades", "routes degrade (degraded: true), never fail on an optional downstream"),)
+        if optional
+        else ()
+    )
     healthy = (FaultSpec("*", "healthy", {"latency_ms": shape.healthy_latency_ms}),)
     deadline = service.deadline_s
     shed_p99 = service.bulkhead_max_wait_s + limits.shed_margin_s
@@ -221,23 +245,22 @@ def build_phases(shape: Shape, service: ServiceSettings, limits: Limits) -> tupl
             shape.base_users,
             healthy,
             (Slo("error_ratio_max", "error ratio (non-2xx)", limits.baseline_error_ratio),),
+            mix,
         ),
         Phase(
             "2-slow",
             "slow downstream, far beyond pool capacity",
             s["slow"],
             shape.slow_users,
-            (
-                FaultSpec("items", "slow", {"latency_ms": shape.slow_items_ms}),
-                FaultSpec("prices", "slow", {"latency_ms": shape.slow_prices_ms}),
-            ),
+            slow,
             (
                 no_500,
                 Slo("shed_p99_max", "shed 503 p99 <= bulkhead max wait + margin", shed_p99),
                 Slo("healthz_p99_max", "/healthz p99", limits.healthz_p99_s),
-                Slo("details_degrade", "/details degrades (price null), never fails on pricing"),
+                *degrade,
             ),
-            mix=HEALTH_MIX,
+            # /healthz's p99 is judged too: enough calls that one slow outlier is not the p99.
+            full_mix(routes, healthz_weight=3),
         ),
         Phase(
             "3-hang",
@@ -251,6 +274,7 @@ def build_phases(shape: Shape, service: ServiceSettings, limits: Limits) -> tupl
                 Slo("breaker_opens", "the breaker opens (503 breaker_open seen)"),
                 Slo("breaker_open_p99_max", "p99 of calls sent while open", open_p99),
             ),
+            mix,
         ),
         Phase(
             "4-errors",
@@ -265,10 +289,10 @@ def build_phases(shape: Shape, service: ServiceSettings, limits: Limits) -> tupl
                     "downstream received / service sent (retry budget)",
                     amplification,
                     floor_retries=floor_retries,
-                    routes=CATALOG_ROUTE,
+                    routes=compared,
                 ),
             ),
-            mix=ITEMS_MIX,
+            single_mix,
         ),
         Phase(
             "5-refused",
@@ -280,6 +304,7 @@ def build_phases(shape: Shape, service: ServiceSettings, limits: Limits) -> tupl
                 no_500,
                 Slo("all_p99_max", "p99 of every response (fails fast)", limits.refused_p99_s),
             ),
+            mix,
         ),
         Phase(
             "6-throttled",
@@ -293,10 +318,10 @@ def build_phases(shape: Shape, service: ServiceSettings, limits: Limits) -> tupl
                     "early_retries_max",
                     f"retries seen downstream (Retry-After {throttle} s > deadline)",
                     limits.early_retry_margin,
-                    routes=CATALOG_ROUTE,
+                    routes=compared,
                 ),
             ),
-            mix=ITEMS_MIX,
+            single_mix,
         ),
         Phase(
             "7-spike",
@@ -310,6 +335,7 @@ def build_phases(shape: Shape, service: ServiceSettings, limits: Limits) -> tupl
                 Slo("shed_p99_max", "shed 503 p99 <= bulkhead max wait + margin", shed_p99),
                 Slo("all_p99_max", "p99 of every response <= deadline", deadline),
             ),
+            mix,
         ),
         Phase(
             "8a-settle",
@@ -318,6 +344,7 @@ def build_phases(shape: Shape, service: ServiceSettings, limits: Limits) -> tupl
             shape.base_users,
             healthy,
             (no_500,),
+            mix,
         ),
         Phase(
             "8b-recovered",
@@ -326,6 +353,7 @@ def build_phases(shape: Shape, service: ServiceSettings, limits: Limits) -> tupl
             shape.base_users,
             healthy,
             (Slo("success_ratio_min", "success ratio (2xx, not degraded)", recovered),),
+            mix,
         ),
         Phase(
             "9-impatient",
@@ -334,6 +362,7 @@ def build_phases(shape: Shape, service: ServiceSettings, limits: Limits) -> tupl
             shape.base_users * 2,
             (FaultSpec("*", "slow", {"latency_ms": shape.impatient_latency_ms}),),
             (no_500, Slo("aborted_present", "clients aborted requests in flight")),
+            mix,
             impatient=True,
         ),
     )

@@ -4,14 +4,16 @@ It is served on its own port so that it keeps answering while the data port
 refuses connections. Routes::
 
     GET    /__admin/faults            current faults
-    PUT    /__admin/faults/{route}    route: items | prices | *   body: {"mode": ...}
+    PUT    /__admin/faults/{target}   target: a path's first segment, or *   body: {"mode": ...}
     DELETE /__admin/faults            everything healthy
-    GET    /__admin/stats             {"items", "prices", "total", "in_flight", ...}
+    GET    /__admin/stats             {"<target>": n, ..., "total", "in_flight", ...}
     POST   /__admin/stats/reset       zero the counters
 
-``PUT /__admin/faults/*`` replaces every fault: a route mode applies to both
-routes and lifts any connection-level fault (refuse, goaway, streams); a
-connection-level mode sets both routes healthy.
+A target is a request path's first segment: ``items`` for ``/items/1``; in the
+load test each downstream's base path is its name, so ``catalog`` is every call
+of the catalog downstream. ``PUT /__admin/faults/*`` replaces every fault: a
+route mode applies to every path and lifts any connection-level fault (refuse,
+goaway, streams); a connection-level mode sets every path healthy.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .state import (
     ALL_ROUTES,
     CONNECTION_MODES,
     HEALTHY,
-    ROUTES,
+    TARGET,
     Fault,
     FaultError,
     FaultTable,
@@ -90,23 +92,23 @@ class AdminApp:
             case _:
                 return 404, {"error": f"no admin endpoint {method} {path}"}
 
-    async def _set(self, route: str, fault: Fault) -> None:
-        if route == ALL_ROUTES:
+    async def _set(self, target: str, fault: Fault) -> None:
+        if target == ALL_ROUTES:
             await self._set_all(fault)
-        elif route not in ROUTES:
-            raise FaultError(f"route must be one of: {', '.join((*ROUTES, ALL_ROUTES))}")
+        elif not TARGET.match(target):
+            raise FaultError("target must be one path segment (letters, digits, . _ ~ -) or '*'")
         elif fault.mode in CONNECTION_MODES:
             raise FaultError(f"mode {fault.mode} acts on the whole data port: use route '*'")
         else:
-            self._faults.routes[route] = fault
+            self._faults.targets[target] = fault
 
     async def _set_all(self, fault: Fault) -> None:
         connection_level = fault.mode in CONNECTION_MODES
         self._faults.connection = await self._connection_faults.apply(
             fault if connection_level else HEALTHY
         )
-        route_fault = HEALTHY if connection_level else fault
-        self._faults.routes.update(dict.fromkeys(ROUTES, route_fault))
+        self._faults.targets.clear()
+        self._faults.default = HEALTHY if connection_level else fault
 
 
 def _json(body: bytes) -> object:

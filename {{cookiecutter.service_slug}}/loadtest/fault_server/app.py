@@ -1,4 +1,4 @@
-"""The example downstream API, with each route's current fault applied.
+"""A stand-in for any downstream: every path answers, with its target's current fault applied.
 
 Plain ASGI, no framework: under load the fault server must not be the
 bottleneck. Every wait (latency, hang, drip) also watches for the client going
@@ -30,13 +30,11 @@ HANG_CAP_S: Final = 300.0
 #: partial body on the wire before the connection is aborted.
 RESET_FLUSH_S: Final = 0.05
 
-_ROUTE_PREFIXES: Final = (("items", "/items/"), ("prices", "/prices/"))
-
 Payload = dict[str, object]
 
 
 class DownstreamApp:
-    """ASGI app for ``/items/{id}`` and ``/prices/{id}``."""
+    """ASGI app answering every path with a small JSON object (see ``_payload``)."""
 
     def __init__(
         self,
@@ -54,24 +52,17 @@ class DownstreamApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # no lifespan work; the listener never sends lifespan anyway
-        route, item_id = _match(scope["path"])
-        self._stats.count_request(route)
-        if route is None:
-            if await _drain_request(receive):
-                await send_json(send, 404, {"error": "not found", "path": scope["path"]})
-            return
+        self._stats.count_request(scope["path"])
         self._stats.in_flight += 1
         try:
             if await _drain_request(receive):
-                await self._respond(scope, receive, send, route, item_id)
+                await self._respond(scope, receive, send)
         finally:
             self._stats.in_flight -= 1
 
-    async def _respond(
-        self, scope: Scope, receive: Receive, send: Send, route: str, item_id: str
-    ) -> None:
-        fault = self._faults.routes[route]
-        payload = _payload(scope, route, item_id)
+    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fault = self._faults.for_path(scope["path"])
+        payload = _payload(scope)
         client: Peer | None = scope.get("client")
         match fault.mode:
             case Mode.HANG:
@@ -100,27 +91,27 @@ class DownstreamApp:
                 await send_json(send, 200, payload)
 
 
-def _match(path: str) -> tuple[str | None, str]:
-    for route, prefix in _ROUTE_PREFIXES:
-        if path.startswith(prefix):
-            item_id = path[len(prefix) :]
-            if item_id and "/" not in item_id:
-                return route, item_id
-    return None, ""
-
-
-def _payload(scope: Scope, route: str, item_id: str) -> Payload:
+def _payload(scope: Scope) -> Payload:
+    """What a GET of ``.../{id}`` answers, whatever the path: fields an item, a price or a stock
+    level would carry, so any route's happy path has data. Other methods echo what arrived."""
     headers: dict[bytes, bytes] = dict(scope["headers"])
     echo: Payload = {
         "deadline_ms": _header(headers, b"x-request-deadline-ms"),
         "idempotency_key": _header(headers, b"idempotency-key"),
     }
-    method = scope["method"]
+    method, path = scope["method"], scope["path"]
     if method != "GET":
-        return {"method": method, "path": scope["path"], **echo}
-    if route == "items":
-        return {"id": item_id, "name": f"item {item_id}", **echo}
-    return {"item_id": item_id, "price": 9.99, "currency": "EUR", **echo}
+        return {"method": method, "path": path, **echo}
+    key = path.rstrip("/").rsplit("/", 1)[-1]
+    return {
+        "id": key,
+        "name": f"item {key}",
+        "price": 9.99,
+        "currency": "EUR",
+        "quantity": 7,
+        "path": path,
+        **echo,
+    }
 
 
 def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:

@@ -15,6 +15,7 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,16 +41,18 @@ class RunningFaultServer:
     ca_path: Path | None  # PEM of the trustme CA when tls=True
 
     def set_fault(self, route: str, mode: str, **params: float | int) -> None:
-        """``route``: "items", "prices" or "*"; e.g. ``set_fault("*", "slow", latency_ms=500)``."""
+        """``route``: a path's first segment ("items" for /items/1) or "*";
+        e.g. ``set_fault("*", "slow", latency_ms=500)``."""
         self._admin("PUT", f"/__admin/faults/{quote(route, safe='')}", {"mode": mode, **params})
 
     def clear_faults(self) -> None:
         self._admin("DELETE", "/__admin/faults")
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> Counter[str]:
+        """Requests per target and the counters; a target never called reads as 0."""
         stats = self._admin("GET", "/__admin/stats")
         assert isinstance(stats, dict)
-        return {str(name): int(value) for name, value in stats.items()}
+        return Counter({str(name): int(value) for name, value in stats.items()})
 
     def reset_stats(self) -> None:
         self._admin("POST", "/__admin/stats/reset")

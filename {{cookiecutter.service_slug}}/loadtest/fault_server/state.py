@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Final
 
-ROUTES: Final = ("items", "prices")
 ALL_ROUTES: Final = "*"
+#: A fault target: one path segment (a request's first), e.g. "items" or, in the load test,
+#: where each downstream's base path puts its calls, "catalog".
+TARGET: Final = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
 MAX_DELAY_MS: Final = 300_000.0
 
 
@@ -135,26 +138,36 @@ HEALTHY: Final = Fault()
 
 @dataclass
 class FaultTable:
-    """What each data route does now, plus the one connection-level fault."""
+    """What each target (a request path's first segment) does now, what every other path does,
+    and the one connection-level fault."""
 
-    routes: dict[str, Fault] = field(default_factory=lambda: dict.fromkeys(ROUTES, HEALTHY))
+    targets: dict[str, Fault] = field(default_factory=dict)
+    default: Fault = HEALTHY
     #: HEALTHY, or a fault whose mode is in CONNECTION_MODES.
     connection: Fault = HEALTHY
 
+    def for_path(self, path: str) -> Fault:
+        return self.targets.get(first_segment(path), self.default)
+
     def to_json(self) -> dict[str, object]:
         return {
-            "routes": {route: fault.to_json() for route, fault in self.routes.items()},
+            "targets": {target: fault.to_json() for target, fault in self.targets.items()},
+            "default": self.default.to_json(),
             "connection": self.connection.to_json(),
         }
+
+
+def first_segment(path: str) -> str:
+    return path.lstrip("/").split("/", 1)[0]
 
 
 @dataclass
 class Stats:
     """What the data port has received; ``reset`` zeroes counters, not gauges."""
 
-    items: int = 0
-    prices: int = 0
-    #: Every request on the data port, unknown paths included.
+    #: Requests received per target (a path's first segment).
+    received: dict[str, int] = field(default_factory=dict)
+    #: Every request on the data port.
     total: int = 0
     #: Data-port connections accepted since the last reset.
     connections: int = 0
@@ -163,15 +176,17 @@ class Stats:
     #: Gauge: data-port connections open now.
     open_connections: int = 0
 
-    def count_request(self, route: str | None) -> None:
+    def count_request(self, path: str) -> None:
         self.total += 1
-        if route == "items":
-            self.items += 1
-        elif route == "prices":
-            self.prices += 1
+        target = first_segment(path)
+        self.received[target] = self.received.get(target, 0) + 1
 
     def reset(self) -> None:
-        self.items = self.prices = self.total = self.connections = 0
+        self.received.clear()
+        self.total = self.connections = 0
 
     def to_json(self) -> dict[str, int]:
-        return asdict(self)
+        """Flat: each target's count, then the counters (which win a clash of names)."""
+        counters = asdict(self)
+        del counters["received"]
+        return {**self.received, **counters}

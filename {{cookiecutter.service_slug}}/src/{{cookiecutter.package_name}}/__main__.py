@@ -11,7 +11,7 @@ import tempfile
 import uvicorn
 
 from .log_config import configure_logging
-from .settings import SettingsError, load_settings
+from .settings import SettingsError, load_settings, resolve_downstreams
 
 
 def use_multiprocess_metrics() -> None:
@@ -35,7 +35,15 @@ def main() -> int:
     configure_logging(settings.log_format, settings.log_level)
     if settings.workers > 1:
         use_multiprocess_metrics()
-    from .app import create_app  # after the metrics mode is settled
+    # Only now: declaring downstreams imports the client stack, and with it prometheus_client.
+    from .app import create_app
+    from .downstreams import declared
+
+    try:
+        settings = resolve_downstreams(settings, declared.names())
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
 
     # One worker serves the app object; several need an import string each process can load.
     target = create_app(settings) if settings.workers == 1 else f"{__package__}.app:create_app"

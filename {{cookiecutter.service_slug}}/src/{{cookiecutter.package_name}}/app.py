@@ -2,28 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fastapi import FastAPI
 
+from .downstream.declarations import check_routes
+from .downstream.httplib import httpx
+from .downstreams import declared
 from .lifespan import lifespan
 from .log_config import configure_logging
 from .problems import install_problem_handlers
 from .request_context import RequestContextMiddleware
-from .routes import debug, health, items, metrics
-from .settings import Settings, load_settings
+from .routes import debug, health, metrics, service_routers
+from .settings import Settings, load_settings, resolve_downstreams
 
 SERVICE_TITLE = {{ cookiecutter.project_name | tojson }}
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the service; with no settings they are read from the environment."""
-    settings = settings or load_settings()
+def create_app(
+    settings: Settings | None = None,
+    *,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+) -> FastAPI:
+    """Build the service; with no settings they are read from the environment.
+
+    ``transports`` replaces named downstreams' network transport (a test's scripted fake);
+    everything else in their pipeline stays real.
+    """
+    settings = resolve_downstreams(settings or load_settings(), declared.names())
     configure_logging(settings.log_format, settings.log_level)
     app = FastAPI(title=SERVICE_TITLE, lifespan=lifespan)
     app.state.settings = settings
+    app.state.transports = dict(transports or {})
     app.state.ready = False
     install_problem_handlers(app)
     app.include_router(health.router)
-    app.include_router(items.router)
+    for router in service_routers():
+        check_routes(router.routes, settings.downstreams)
+        app.include_router(router)
     if settings.debug_endpoints:
         app.include_router(debug.router)
     if settings.metrics_endpoint:

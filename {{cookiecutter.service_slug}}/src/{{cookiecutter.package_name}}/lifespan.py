@@ -59,6 +59,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
         deadline_header=settings.deadline_header,
         drain_seconds=settings.shutdown_grace_seconds,
         observability=settings.observability,
+        transports=app.state.transports,
     ) as downstreams:
         monitor = PoolMonitor(downstreams.values(), settings.observability)
         monitor.start()

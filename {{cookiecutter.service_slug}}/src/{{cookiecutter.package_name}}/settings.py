@@ -6,6 +6,7 @@ that names the environment variable (see ``load_settings``), never a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, model_validator
@@ -16,11 +17,9 @@ from .downstream.config import DownstreamSettings, ObservabilitySettings
 
 ENV_PREFIX = "{{ cookiecutter.package_name | upper }}_"
 
-# The example downstreams; each points at the bundled fault-injecting downstream by default.
-DEFAULT_DOWNSTREAMS: dict[str, dict[str, Any]] = {
-    "catalog": {"base_url": "http://127.0.0.1:8001"},
-    "pricing": {"base_url": "http://127.0.0.1:8001"},
-}
+# Where every downstream points in development (``make run``): the bundled fault server, one
+# base path per downstream. Outside development there is no default: BASE_URL is required.
+DEVELOPMENT_ORIGIN = "http://127.0.0.1:8001"
 
 
 class Settings(BaseSettings):
@@ -54,17 +53,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def merge_default_downstreams(cls, data: Any) -> Any:
-        """Layer the environment's downstream fields over the shipped defaults, not instead."""
-        if not isinstance(data, dict):
+    def development_base_urls(cls, data: Any) -> Any:
+        """In development, a downstream configured without BASE_URL points at loopback."""
+        if not isinstance(data, dict) or data.get("environment") != "development":
             return data
-        given = data.get("downstreams") or {}
+        given = data.get("downstreams")
         if not isinstance(given, dict):
             return data
-        merged = {name: dict(fields) for name, fields in DEFAULT_DOWNSTREAMS.items()}
-        for name, fields in given.items():
-            merged.setdefault(name, {}).update(fields if isinstance(fields, dict) else {})
-        return {**data, "downstreams": merged}
+        filled = {
+            name: {"base_url": development_url(name), **fields}
+            if isinstance(fields, dict)
+            else fields
+            for name, fields in given.items()
+        }
+        return {**data, "downstreams": filled}
 
     @model_validator(mode="after")
     def refuse_unsafe_outside_development(self) -> Settings:
@@ -82,6 +84,38 @@ class Settings(BaseSettings):
 
 class SettingsError(Exception):
     """Start-up configuration is invalid; ``str()`` is one line per problem."""
+
+
+def development_url(name: str) -> str:
+    return f"{DEVELOPMENT_ORIGIN}/{name}"
+
+
+def resolve_downstreams(settings: Settings, declared: Sequence[str]) -> Settings:
+    """Settings for exactly the declared downstreams, or ``SettingsError`` naming each variable.
+
+    A declared downstream nobody configured gets a loopback URL in development and stops
+    start-up anywhere else; a configured name nobody declared is a typo or a leftover.
+    """
+    problems = [
+        f"{env_var_name(('downstreams', name, 'base_url'))}: required outside "
+        "ENVIRONMENT=development (there is no default)"
+        for name in declared
+        if name not in settings.downstreams and settings.environment != "development"
+    ]
+    problems += [
+        f"{env_var_name(('downstreams', name))}__...: {name!r} is not a declared downstream "
+        f"(declared: {', '.join(declared) or 'none'}); declare it in downstreams.py or "
+        "remove the variables"
+        for name in settings.downstreams
+        if name not in declared
+    ]
+    if problems:
+        raise SettingsError("\n".join(problems))
+    opened = {
+        name: settings.downstreams.get(name) or DownstreamSettings(base_url=development_url(name))
+        for name in declared
+    }
+    return settings.model_copy(update={"downstreams": opened})
 
 
 def env_var_name(location: tuple[int | str, ...]) -> str:

@@ -17,6 +17,7 @@ from {{ cookiecutter.package_name }}.downstream.config import (
     ObservabilitySettings,
 )
 from {{ cookiecutter.package_name }}.downstream.registry import open_downstreams
+from {{ cookiecutter.package_name }}.downstreams import declared
 from {{ cookiecutter.package_name }}.settings import load_settings
 
 from loadtest.fault_server.harness import RunningFaultServer, serve_in_thread
@@ -35,13 +36,11 @@ def running_service(
 ) -> Iterator[tuple[str, FastAPI]]:
     """The service on 127.0.0.1 with both downstreams on ``fault``; ``catalog`` overrides the
     catalog downstream's settings, ``service`` the service-wide ones."""
-    settings = load_settings(
-        **(service or {}),
-        downstreams={
-            "catalog": {"base_url": fault.base_url, **catalog},
-            "pricing": {"base_url": fault.base_url},
-        },
-    )
+    downstreams: dict[str, dict[str, Any]] = {
+        name: {"base_url": fault.base_url} for name in declared.names()
+    }
+    downstreams["catalog"].update(catalog)
+    settings = load_settings(**(service or {}), downstreams=downstreams)
     app = create_app(settings)
     with serve(app) as base_url:
         yield base_url, app
@@ -60,6 +59,11 @@ async def one_downstream(
         observability=observability,
     ) as downstreams:
         yield downstreams["catalog"]
+
+
+def downstreams_at(base_url: str) -> dict[str, str]:
+    """Settings (names without the prefix) pointing every declared downstream at ``base_url``."""
+    return {f"DOWNSTREAMS__{name.upper()}__BASE_URL": base_url for name in declared.names()}
 
 
 def log_events(output: str) -> list[dict[str, Any]]:

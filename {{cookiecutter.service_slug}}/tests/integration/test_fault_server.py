@@ -76,29 +76,27 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 3.0) -> None:
         time.sleep(0.02)
 
 
-def test_healthy_routes_answer_json_over_http1(server: RunningFaultServer) -> None:
+def test_every_path_answers_json_over_http1(server: RunningFaultServer) -> None:
     headers = {"x-request-deadline-ms": "1500", "idempotency-key": "key-1"}
     with client(server) as http:
         item = http.get("/items/42", headers=headers)
-        price = http.get("/prices/42")
+        stock = http.get("/inventory/stock/sku-7")
         put = http.put("/items/42", json={"name": "x"}, headers=headers)
-        missing = http.get("/nothing/here")
 
     assert item.http_version == "HTTP/1.1"
     assert item.status_code == 200
     assert item.json() == {
         "id": "42",
         "name": "item 42",
+        "price": 9.99,
+        "currency": "EUR",
+        "quantity": 7,
+        "path": "/items/42",
         "deadline_ms": "1500",
         "idempotency_key": "key-1",
     }
-    assert price.json() == {
-        "item_id": "42",
-        "price": 9.99,
-        "currency": "EUR",
-        "deadline_ms": None,
-        "idempotency_key": None,
-    }
+    assert stock.status_code == 200
+    assert stock.json()["id"] == "sku-7"
     assert put.status_code == 200
     assert put.json() == {
         "method": "PUT",
@@ -106,7 +104,20 @@ def test_healthy_routes_answer_json_over_http1(server: RunningFaultServer) -> No
         "deadline_ms": "1500",
         "idempotency_key": "key-1",
     }
-    assert missing.status_code == 404
+    assert server.stats()["inventory"] == 1
+
+
+def test_a_fault_targets_one_path_segment(server: RunningFaultServer) -> None:
+    """What the load test uses: each downstream's base path is its name, so a fault on
+    "inventory" hits every call of that downstream and nothing else."""
+    server.set_fault("inventory", "error", error_rate=1.0, status=502)
+    with client(server) as http:
+        assert http.get("/inventory/stock/1").status_code == 502
+        assert http.get("/catalog/items/1").status_code == 200
+        assert http.get("/inventoryx/1").status_code == 200  # a segment, not a prefix
+    server.set_fault("*", "error", error_rate=1.0, status=503)  # replaces every fault
+    with client(server) as http:
+        assert http.get("/inventory/stock/1").status_code == 503
 
 
 def test_keep_alive_responses_are_not_held_back_by_nagle(server: RunningFaultServer) -> None:
@@ -128,7 +139,7 @@ def test_tls_negotiates_http2(tls_server: RunningFaultServer) -> None:
         response = http.get("/prices/7")
 
     assert response.http_version == "HTTP/2"
-    assert response.json()["item_id"] == "7"
+    assert response.json()["id"] == "7"
 
 
 def test_slow_delays_only_its_route(server: RunningFaultServer) -> None:
@@ -315,6 +326,7 @@ def test_stats_count_requests_received(server: RunningFaultServer) -> None:
     assert server.stats() == {
         "items": 3,
         "prices": 2,  # errors are received requests too
+        "unknown": 1,
         "total": 6,
         "connections": 1,
         "in_flight": 0,
@@ -332,7 +344,7 @@ def test_stats_count_requests_received(server: RunningFaultServer) -> None:
         ("items", "slow", {"latency": 5}),  # a typo is an error, not a no-op
         ("items", "error", {"error_rate": 1.5}),
         ("items", "refuse", {}),  # connection-level: only for "*"
-        ("orders", "healthy", {}),
+        ("a/b", "healthy", {}),  # a target is one path segment
     ],
 )
 def test_admin_rejects_bad_faults(

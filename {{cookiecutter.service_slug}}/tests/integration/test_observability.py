@@ -27,7 +27,7 @@ from {{ cookiecutter.package_name }}.downstream.pool_internals import (
 from {{ cookiecutter.package_name }}.log_config import configure_logging
 
 from loadtest.fault_server.harness import RunningFaultServer
-from tests.integration.conftest import log_events, one_downstream, running_service
+from tests.integration.conftest import downstreams_at, log_events, one_downstream, running_service
 from tests.integration.service_process import service_process
 
 pytestmark = pytest.mark.slow
@@ -220,8 +220,7 @@ def test_metrics_agree_across_two_workers(fault: RunningFaultServer, tmp_path: P
     settings = {
         "WORKERS": "2",
         "ACCESS_LOG": "false",
-        "DOWNSTREAMS__CATALOG__BASE_URL": fault.base_url,
-        "DOWNSTREAMS__PRICING__BASE_URL": fault.base_url,
+        **downstreams_at(fault.base_url),
     }
     with service_process(settings, tmp_path) as service:
         service.wait_until_ready()

@@ -36,6 +36,7 @@ async def test_private_names_still_exist_and_behave(fault: RunningFaultServer) -
         transport = require(client, pool_internals.CLIENT_TRANSPORT, "the client's transport")
         pool = require(transport, pool_internals.TRANSPORT_POOL, "the transport's pool")
         assert pool is pool_internals.client_pool(client)
+        assert pool is not None
         requests = require(pool, pool_internals.POOL_REQUESTS, "requests waiting or running")
         connections = require(pool, pool_internals.POOL_CONNECTIONS, "the pool's connections")
         assert isinstance(requests, list)

@@ -17,7 +17,7 @@ from tests.live import serve
 
 @pytest.fixture
 def service() -> Iterator[str]:
-    with serve(create_app(load_settings())) as base_url:
+    with serve(create_app(load_settings(environment="development"))) as base_url:
         yield base_url
 
 
@@ -61,8 +61,18 @@ def test_bad_setting_stops_start_up_with_one_line_naming_it(tmp_path: Path) -> N
     assert "Traceback" not in stderr
 
 
+def test_production_without_a_base_url_stops_start_up_naming_it(tmp_path: Path) -> None:
+    with service_process({"DOWNSTREAMS__PRICING__BASE_URL": "http://127.0.0.1:9"}, tmp_path) as svc:
+        assert svc.wait() == 2
+        stderr = svc.stderr()
+    assert stderr.strip().splitlines() == [
+        f"configuration error: {ENV_PREFIX}DOWNSTREAMS__CATALOG__BASE_URL: required outside "
+        "ENVIRONMENT=development (there is no default)"
+    ]
+
+
 def test_python_m_serves_json_logs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    with service_process({}, tmp_path) as service:
+    with service_process({"ENVIRONMENT": "development"}, tmp_path) as service:
         service.wait_until_ready()
         response = httpx.get(f"{service.base_url}/healthz", timeout=5)
         assert response.status_code == 200

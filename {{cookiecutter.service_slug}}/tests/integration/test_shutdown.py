@@ -17,6 +17,7 @@ import pytest
 from {{ cookiecutter.package_name }}.downstream.httplib import httpx
 
 from loadtest.fault_server.harness import RunningFaultServer
+from tests.integration.conftest import downstreams_at
 from tests.integration.service_process import errors_logged, service_process, wait_for
 
 IN_FLIGHT = 4
@@ -70,8 +71,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(
 ) -> None:
     fault.set_fault("items", "slow", latency_ms=LATENCY_MS)
     settings = {
-        "DOWNSTREAMS__CATALOG__BASE_URL": fault.base_url,
-        "DOWNSTREAMS__PRICING__BASE_URL": fault.base_url,
+        **downstreams_at(fault.base_url),
         "SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
     }
     with service_process(settings, tmp_path) as service, ThreadPoolExecutor(IN_FLIGHT) as pool:

@@ -18,6 +18,7 @@ import pytest
 from {{ cookiecutter.package_name }}.downstream.httplib import httpx
 
 from loadtest.fault_server.harness import RunningFaultServer
+from tests.integration.conftest import downstreams_at
 from tests.integration.service_process import (
     ServiceProcess,
     child_pids,
@@ -94,8 +95,7 @@ def test_two_workers_both_serve_and_stop_on_sigterm(
 ) -> None:
     settings = {
         "WORKERS": str(WORKERS),
-        "DOWNSTREAMS__CATALOG__BASE_URL": fault.base_url,
-        "DOWNSTREAMS__PRICING__BASE_URL": fault.base_url,
+        **downstreams_at(fault.base_url),
     }
     with service_process(settings, tmp_path) as service:
         service.wait_until_ready()

@@ -6,13 +6,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from {{ cookiecutter.package_name }}.downstream.config import BreakerSettings
 from {{ cookiecutter.package_name }}.downstream.breaker import (
     BreakerOpenError,
     BreakerState,
     CircuitBreaker,
     is_failure_status,
 )
+from {{ cookiecutter.package_name }}.downstream.config import BreakerSettings
 
 FAST = 0.01  # a call duration well under slow_call_duration
 SLOW = 5.0  # a call duration well over it

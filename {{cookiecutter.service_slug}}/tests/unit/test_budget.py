@@ -5,10 +5,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from {{ cookiecutter.package_name }}.downstream.config import RetrySettings
 from {{ cookiecutter.package_name }}.downstream.budget import (
     RetryBudget,
 )
+from {{ cookiecutter.package_name }}.downstream.config import RetrySettings
 
 
 class FakeClock:

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from {{ cookiecutter.package_name }}.downstream.config import BulkheadSettings
 from {{ cookiecutter.package_name }}.downstream.bulkhead import (
     Bulkhead,
     BulkheadFullError,
 )
+from {{ cookiecutter.package_name }}.downstream.config import BulkheadSettings
 
 # Long enough that no waiter times out unless a test means it to.
 NO_TIMEOUT = 60.0

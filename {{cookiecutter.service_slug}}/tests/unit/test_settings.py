@@ -4,37 +4,87 @@ from __future__ import annotations
 
 import pytest
 
-from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, SettingsError, load_settings
+from {{ cookiecutter.package_name }}.downstreams import declared
+from {{ cookiecutter.package_name }}.settings import (
+    ENV_PREFIX,
+    Settings,
+    SettingsError,
+    load_settings,
+    resolve_downstreams,
+)
 
 CATALOG = f"{ENV_PREFIX}DOWNSTREAMS__CATALOG__"
+PRICING = f"{ENV_PREFIX}DOWNSTREAMS__PRICING__"
+
+
+def load() -> Settings:
+    """What start-up does: read the environment, then settle the declared downstreams."""
+    return resolve_downstreams(load_settings(), declared.names())
 
 
 def refusal(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError) as caught:
-        load_settings()
+        load()
     return str(caught.value)
 
 
+@pytest.fixture(autouse=True)
+def base_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Production needs every declared downstream's BASE_URL; tests override what they test."""
+    monkeypatch.setenv(f"{CATALOG}BASE_URL", "http://catalog.internal")
+    monkeypatch.setenv(f"{PRICING}BASE_URL", "http://pricing.internal")
+
+
 def test_defaults_are_valid_and_safe() -> None:
-    settings = load_settings()
+    settings = load()
+    assert settings.environment == "production"
     assert settings.port == 8000
     assert settings.host == "127.0.0.1"
-    assert set(settings.downstreams) == {"catalog", "pricing"}
+    assert set(settings.downstreams) == set(declared.names()) == {"catalog", "pricing"}
     catalog = settings.downstreams["catalog"]
     assert catalog.timeouts.pool < catalog.timeouts.read
     assert catalog.tls_verify is True
     assert catalog.bulkhead.max_concurrency <= catalog.limits.max_connections
 
 
+def test_production_has_no_default_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(f"{CATALOG}BASE_URL")
+    monkeypatch.delenv(f"{PRICING}BASE_URL")
+    assert refusal(monkeypatch).splitlines() == [
+        f"{CATALOG}BASE_URL: required outside ENVIRONMENT=development (there is no default)",
+        f"{PRICING}BASE_URL: required outside ENVIRONMENT=development (there is no default)",
+    ]
+    monkeypatch.setenv(f"{PRICING}TIMEOUTS__READ", "2")  # configured, but still no URL
+    assert f"{PRICING}BASE_URL: Field required" in refusal(monkeypatch)
+
+
+def test_development_points_every_downstream_at_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(f"{ENV_PREFIX}ENVIRONMENT", "development")
+    monkeypatch.delenv(f"{CATALOG}BASE_URL")
+    monkeypatch.delenv(f"{PRICING}BASE_URL")
+    monkeypatch.setenv(f"{PRICING}TIMEOUTS__READ", "2")
+    downstreams = load().downstreams
+    assert downstreams["catalog"].base_url == "http://127.0.0.1:8001/catalog"
+    assert downstreams["pricing"].base_url == "http://127.0.0.1:8001/pricing"
+    assert downstreams["pricing"].timeouts.read == 2
+
+
+def test_an_undeclared_downstream_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = refusal(monkeypatch, **{f"{ENV_PREFIX}DOWNSTREAMS__CATALOGUE__BASE_URL": "http://x"})
+    assert message == (
+        f"{ENV_PREFIX}DOWNSTREAMS__CATALOGUE__...: 'catalogue' is not a declared downstream "
+        "(declared: catalog, pricing); declare it in downstreams.py or remove the variables"
+    )
+
+
 def test_nested_variables_layer_over_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(f"{CATALOG}TIMEOUTS__POOL", "0.25")
-    monkeypatch.setenv(f"{ENV_PREFIX}DOWNSTREAMS__EXTRA__BASE_URL", "https://extra.internal:8443")
-    settings = load_settings()
-    assert settings.downstreams["catalog"].timeouts.pool == 0.25
-    assert settings.downstreams["catalog"].base_url == "http://127.0.0.1:8001"
-    assert set(settings.downstreams) == {"catalog", "pricing", "extra"}
+    catalog = load().downstreams["catalog"]
+    assert catalog.timeouts.pool == 0.25
+    assert catalog.timeouts.read == 3.0
+    assert catalog.base_url == "http://catalog.internal"
 
 
 @pytest.mark.parametrize(
@@ -75,7 +125,7 @@ def test_development_allows_placeholders(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv(f"{ENV_PREFIX}ENVIRONMENT", "development")
     monkeypatch.setenv(f"{CATALOG}HEADERS__X_API_KEY", "changeme")
     monkeypatch.setenv(f"{CATALOG}TLS_VERIFY", "false")
-    catalog = load_settings().downstreams["catalog"]
+    catalog = load().downstreams["catalog"]
     assert catalog.tls_verify is False
     assert "x-api-key" in catalog.headers
 
@@ -95,6 +145,6 @@ def test_bulkhead_may_be_wider_over_http2_tls(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv(f"{CATALOG}BASE_URL", "https://catalog.internal")
     monkeypatch.setenv(f"{CATALOG}HTTP2", "true")
     monkeypatch.setenv(f"{CATALOG}BULKHEAD__MAX_CONCURRENCY", "50")
-    assert load_settings().downstreams["catalog"].bulkhead.max_concurrency == 50
+    assert load().downstreams["catalog"].bulkhead.max_concurrency == 50
     monkeypatch.setenv(f"{CATALOG}BULKHEAD__MAX_CONCURRENCY", "101")
     assert "100 HTTP/2 streams" in refusal(monkeypatch)

@@ -25,9 +25,7 @@ from loadtest.gate import (
 from loadtest.naming import (
     BREAKER_OPEN,
     BREAKER_OPENING,
-    DETAILS,
     HEALTHZ,
-    ITEMS,
     breaker_label,
     classify,
     parse_name,
@@ -36,6 +34,9 @@ from loadtest.naming import (
 from loadtest.profiles import Profile, Slo, make_profile
 
 PROBLEM = {"content-type": "application/problem+json"}
+
+ITEMS = "GET /items/{item_id}"
+DETAILS = "GET /items/{item_id}/details"
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ def snapshot(t: float, items: int, sent: int, **views: Any) -> Snapshot:
     outcomes = {"ok": sent, "shed": 1000, "breaker_open": 1000}  # never-sent outcomes ignored
     return Snapshot(
         t=t,
-        fault={"items": items, "prices": 0},
+        fault={"catalog": items, "pricing": 0},
         downstreams={"catalog": {"outcomes": outcomes, **views}, "pricing": {"outcomes": {}}},
     )
 
@@ -124,7 +125,7 @@ def test_baseline_error_ratio_is_strictly_below_half_a_percent(
     rows = [row("1-baseline", ITEMS, "", {10: 1000 - errors})]
     if errors:
         rows.append(row("1-baseline", ITEMS, "502 bad_gateway", {10: errors}))
-    text = slo_text(profile, "1-baseline", "error_ratio_max")
+    text = slo_text(profile, "1-baseline", "error_ratio_max") + f": {ITEMS}"  # one row per route
     assert verdicts_of(profile, RunData(rows), "1-baseline")[text] is ok
 
 
@@ -133,10 +134,10 @@ def test_recovery_needs_99_percent_plain_successes(
     profile: Profile, ok_count: int, ok: bool
 ) -> None:
     rows = [
-        row("8b-recovered", ITEMS, "", {10: ok_count}),
+        row("8b-recovered", DETAILS, "", {10: ok_count}),
         row("8b-recovered", DETAILS, "degraded", {10: 1000 - ok_count}),
     ]
-    text = slo_text(profile, "8b-recovered", "success_ratio_min")
+    text = slo_text(profile, "8b-recovered", "success_ratio_min") + f": {DETAILS}"
     assert verdicts_of(profile, RunData(rows), "8b-recovered")[text] is ok
 
 
@@ -148,7 +149,7 @@ def test_a_500_a_bare_error_or_a_dropped_connection_breaks_the_phase(
         row("5-refused", ITEMS, "502 bad_gateway", {3: 100}),
         row("5-refused", ITEMS, outcome, {3: 1}),
     ]
-    text = slo_text(profile, "5-refused", "no_bare_500")
+    text = slo_text(profile, "5-refused", "no_bare_500") + f": {ITEMS}"
     assert not verdicts_of(profile, RunData(rows), "5-refused")[text]
 
 
@@ -157,12 +158,12 @@ def test_problem_json_errors_and_sheds_are_not_bare(profile: Profile) -> None:
         row("5-refused", ITEMS, "502 bad_gateway", {3: 100}),
         row("5-refused", ITEMS, "shed breaker_open", {1: 100}),
     ]
-    text = slo_text(profile, "5-refused", "no_bare_500")
+    text = slo_text(profile, "5-refused", "no_bare_500") + f": {ITEMS}"
     assert verdicts_of(profile, RunData(rows), "5-refused")[text]
 
 
 def test_details_must_degrade_and_never_fail_on_pricing(profile: Profile) -> None:
-    text = slo_text(profile, "2-slow", "details_degrade")
+    text = slo_text(profile, "2-slow", "degrades")
     degraded = [row("2-slow", DETAILS, "degraded", {800: 3})]
     failed = [*degraded, row("2-slow", DETAILS, "pricing failed", {800: 1})]
     assert verdicts_of(profile, RunData(degraded), "2-slow")[text]
@@ -209,7 +210,7 @@ def test_amplification_compares_received_with_sent(profile: Profile) -> None:
 
 
 def test_amplification_without_the_services_view_fails(profile: Profile) -> None:
-    window = Window(Snapshot(0, fault={"items": 0}), Snapshot(1, fault={"items": 10}))
+    window = Window(Snapshot(0, fault={"catalog": 0}), Snapshot(1, fault={"catalog": 10}))
     data = RunData(rows=[], windows={"4-errors": window})
     text = slo_text(profile, "4-errors", "amplification_max")
     assert not verdicts_of(profile, data, "4-errors")[text]
@@ -287,9 +288,18 @@ def test_percentile_of_a_histogram() -> None:
     assert histogram_percentile({}, 0.99) is None
 
 
+def test_every_route_gets_rows_of_its_own(profile: Profile) -> None:
+    rows = [row("5-refused", ITEMS, "502 bad_gateway", {3: 100})]  # /details never answered
+    verdicts = verdicts_of(profile, RunData(rows), "5-refused")
+    text = slo_text(profile, "5-refused", "no_bare_500")
+    assert verdicts[f"{text}: {ITEMS}"]
+    assert not verdicts[f"{text}: {DETAILS}"]  # a route the run never exercised proves nothing
+    assert f"{text}: {HEALTHZ}" in verdicts
+
+
 def test_names_round_trip_and_group_by_phase() -> None:
     name = request_name("3-hang", ITEMS, "shed breaker_open")
-    assert name == "[3-hang] GET /items (shed breaker_open)"
+    assert name == "[3-hang] GET /items/{item_id} (shed breaker_open)"
     parsed = parse_name(name)
     assert parsed is not None
     assert (parsed.phase, parsed.endpoint, parsed.shed_reason) == ("3-hang", ITEMS, "breaker_open")
@@ -300,27 +310,27 @@ def test_names_round_trip_and_group_by_phase() -> None:
 
 def test_a_503_is_an_expected_shed_only_with_retry_after_and_problem_json() -> None:
     body = b'{"status": 503, "reason": "shed", "downstream": "catalog"}'
-    shed = classify(ITEMS, 503, {**PROBLEM, "retry-after": "1"}, body)
+    shed = classify(503, {**PROBLEM, "retry-after": "1"}, body)
     assert (shed.label, shed.success) == ("shed shed", True)
-    no_retry_after = classify(ITEMS, 503, PROBLEM, body)
+    no_retry_after = classify(503, PROBLEM, body)
     assert (no_retry_after.label, no_retry_after.success) == ("503 shed", False)
-    plain = classify(ITEMS, 503, {"retry-after": "1", "content-type": "text/plain"}, b"busy")
+    plain = classify(503, {"retry-after": "1", "content-type": "text/plain"}, b"busy")
     assert (plain.label, plain.success) == ("503 bare", False)
 
 
 def test_details_outcomes() -> None:
-    degraded = classify(DETAILS, 200, {}, b'{"id": "1", "price": null, "degraded": true}')
+    degraded = classify(200, {}, b'{"id": "1", "price": null, "degraded": true}')
     assert (degraded.label, degraded.success) == ("degraded", True)
     on_pricing = classify(
-        DETAILS, 502, PROBLEM, b'{"downstream": "pricing", "reason": "bad_gateway"}'
+        502, PROBLEM, b'{"downstream": "pricing", "reason": "bad_gateway"}', optional=("pricing",)
     )
     assert (on_pricing.label, on_pricing.success) == ("pricing failed", False)
 
 
 def test_only_an_impatient_clients_timeout_is_an_intended_abort() -> None:
-    assert classify(ITEMS, 0, {}, b"", impatient=True, timed_out=True).success
-    assert not classify(ITEMS, 0, {}, b"", impatient=True, timed_out=False).success
-    assert not classify(ITEMS, 0, {}, b"", timed_out=True).success
+    assert classify(0, {}, b"", impatient=True, timed_out=True).success
+    assert not classify(0, {}, b"", impatient=True, timed_out=False).success
+    assert not classify(0, {}, b"", timed_out=True).success
 
 
 def test_the_table_names_every_slo(profile: Profile) -> None:

@@ -57,13 +57,13 @@ class PoolRepair:
     """Finds and repairs cancellation damage in one client's pool."""
 
     def __init__(self, client: httpx.AsyncClient, on_repaired: Callable[[str], None]) -> None:
-        self.client = client
+        self.pool = client_pool(client)  # None: not httpcore's pool (a test's fake), nothing to do
         self.on_repaired = on_repaired
         self.pending: set[asyncio.Task[Any]] = set()
 
     def after_cancelled_send(self) -> None:
         """A send was cancelled: look for an orphaned or abandoned connection, in the background."""
-        if POOL_LEAKS_ON_CANCEL:
+        if POOL_LEAKS_ON_CANCEL and self.pool is not None:
             self._in_background(self.repair_orphans())
 
     def release_if_stranded(self, response: httpx.Response) -> None:
@@ -72,9 +72,9 @@ class PoolRepair:
 
         Synchronous, so a second cancellation cannot interrupt it; only the socket close waits.
         """
-        if not POOL_LEAKS_ON_CANCEL:
+        pool = self.pool
+        if not POOL_LEAKS_ON_CANCEL or pool is None:
             return
-        pool = client_pool(self.client)
         pool_request = stranded_request(pool, response)
         if pool_request is None:
             return
@@ -85,16 +85,18 @@ class PoolRepair:
 
     def after_protocol_error(self) -> None:
         """httpcore's own HTTP/2 state is broken: close the connection, the next call opens one."""
-        self._in_background(self.close_http2())
+        if self.pool is not None:
+            self._in_background(self.close_http2(self.pool))
 
-    async def close_http2(self) -> None:
-        pool = client_pool(self.client)
+    async def close_http2(self, pool: Any) -> None:
         for connection in usable_http2_connections(pool):
             if await evict(pool, connection):
                 self.on_repaired(WEDGED)
 
     async def repair_orphans(self) -> int:
-        pool = client_pool(self.client)
+        pool = self.pool
+        if pool is None:
+            return 0
         repaired = 0
         for connection in orphaned_connections(pool):
             cause = ORPHANED if connection_state(connection) == "connecting" else ABANDONED

@@ -78,9 +78,7 @@ class Downstream:
         self.metrics = DownstreamMetrics(name)
         self.log = log.bind(downstream=name)  # bound once: a filtered-out debug() is a no-op
         self.bulkhead = Bulkhead(name, settings.bulkhead)
-        self.breaker = CircuitBreaker(
-            name, settings.breaker, on_state_change=self._breaker_changed
-        )
+        self.breaker = CircuitBreaker(name, settings.breaker, on_state_change=self._breaker_changed)
         self.budget = RetryBudget(settings.retry)
         self.retry = RetryPolicy(name, settings.retry, self.budget, self.metrics)
         self.repair = PoolRepair(client, self._pool_repaired)

@@ -47,10 +47,11 @@ class PoolStats:
         return self.connecting + self.active + self.idle
 
 
-def client_pool(client: httpx.AsyncClient) -> Any:
+def client_pool(client: httpx.AsyncClient) -> Any | None:
     """The connection pool behind ``client`` (clients here are built with ``trust_env=False``,
-    so there are no proxy mounts with pools of their own)."""
-    return getattr(getattr(client, CLIENT_TRANSPORT), TRANSPORT_POOL)
+    so there are no proxy mounts with pools of their own); None for a transport without one,
+    such as a test's ``MockTransport``."""
+    return getattr(getattr(client, CLIENT_TRANSPORT), TRANSPORT_POOL, None)
 
 
 def connection_state(connection: Any) -> str:
@@ -75,7 +76,9 @@ def is_http2(connection: Any) -> bool:
     return ", HTTP/2, " in connection.info()
 
 
-def pool_stats(pool: Any) -> PoolStats:
+def pool_stats(pool: Any | None) -> PoolStats:
+    if pool is None:
+        return PoolStats()
     counts = {"connecting": 0, "active": 0, "idle": 0, "closed": 0}
     http2 = 0
     for connection in pool.connections:

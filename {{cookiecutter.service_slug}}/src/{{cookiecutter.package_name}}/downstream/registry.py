@@ -1,4 +1,4 @@
-"""Open every configured downstream once, hand them to routes through ``Depends``, close them.
+"""Open every configured downstream once, for the life of the process, and close them.
 
 This is the only module that constructs an ``AsyncClient`` (a test enforces it): one per
 downstream, for the life of the process, with explicit limits and timeouts and one prebuilt
@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
-from typing import Annotated
 
 import certifi
-from fastapi import Depends, Request
 
 from .client import Downstream
 from .config import DownstreamSettings, ObservabilitySettings
@@ -45,7 +43,11 @@ def cookie_jar_that_keeps_nothing() -> CookieJar:
     return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
-def build_client(settings: DownstreamSettings, ssl_context: ssl.SSLContext) -> httpx.AsyncClient:
+def build_client(
+    settings: DownstreamSettings,
+    ssl_context: ssl.SSLContext,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
     limits = settings.limits
     timeouts = settings.timeouts
     return httpx.AsyncClient(
@@ -64,6 +66,7 @@ def build_client(settings: DownstreamSettings, ssl_context: ssl.SSLContext) -> h
         cookies=cookie_jar_that_keeps_nothing(),
         follow_redirects=False,  # a redirect could leave the configured origin
         trust_env=False,  # proxies from the environment would bypass the pool we size here
+        transport=transport,  # None: httpx's pool, built from the limits above
     )
 
 
@@ -74,14 +77,17 @@ async def open_downstreams(
     deadline_header: str,
     drain_seconds: float,
     observability: ObservabilitySettings | None = None,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
 ) -> AsyncIterator[Downstreams]:
+    """One ``Downstream`` per config; ``transports`` swaps a named one's network for a fake."""
+    transports = transports or {}
     contexts: dict[TlsKey, ssl.SSLContext] = {}
     downstreams: dict[str, Downstream] = {}
     for name, settings in configs.items():
         key = (settings.ca_bundle, settings.tls_verify, settings.http2)
         if key not in contexts:
             contexts[key] = build_ssl_context(settings.ca_bundle, settings.tls_verify)
-        client = build_client(settings, contexts[key])
+        client = build_client(settings, contexts[key], transports.get(name))
         downstreams[name] = Downstream(
             name, settings, client, deadline_header=deadline_header, observability=observability
         )
@@ -89,22 +95,3 @@ async def open_downstreams(
         yield downstreams
     finally:
         await asyncio.gather(*(d.aclose(drain_seconds) for d in downstreams.values()))
-
-
-def downstream(name: str) -> Callable[[Request], Awaitable[Downstream]]:
-    """A FastAPI dependency returning the named downstream opened by the lifespan.
-
-    ``async`` on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
-    hop per request (7-20 % of the service's samples under load, measured with py-spy).
-    """
-
-    async def dependency(request: Request) -> Downstream:
-        found: Downstream = request.state.downstreams[name]
-        return found
-
-    dependency.__name__ = f"downstream_{name}"
-    return dependency
-
-
-Catalog = Annotated[Downstream, Depends(downstream("catalog"))]
-Pricing = Annotated[Downstream, Depends(downstream("pricing"))]

@@ -9,7 +9,7 @@ import structlog
 from fastapi import APIRouter, HTTPException
 
 from ..downstream.errors import DownstreamError
-from ..downstream.registry import Catalog, Pricing
+from ..downstreams import Catalog, Pricing
 
 router = APIRouter(tags=["items"])
 log = structlog.get_logger(__name__)
