@@ -57,7 +57,12 @@ def wait_for_healthz(
 
 def serve_and_call(project: Path, package: str) -> None:
     port = free_port()
-    env = {**os.environ, f"{package.upper()}_PORT": str(port)}
+    # Development mode, as `make run`: every downstream on loopback, none configured by hand.
+    env = {
+        **os.environ,
+        f"{package.upper()}_PORT": str(port),
+        f"{package.upper()}_ENVIRONMENT": "development",
+    }
     process = subprocess.Popen(
         [str(project / ".venv/bin/python"), "-m", package], cwd=project, env=env
     )

@@ -469,6 +469,7 @@ def verdict_document(
                 "title": phase.title,
                 "seconds": phase.seconds,
                 "users": phase.users,
+                "faults": [{"target": f.route, **f.body()} for f in phase.faults],
                 "started_at": phase_starts.get(phase.name),
             }
             for phase in profile.phases

@@ -11,6 +11,7 @@ from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.downstream.httplib import httpx
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, load_settings
 
+from tests.integration.conftest import downstreams_at
 from tests.integration.service_process import service_process
 from tests.live import serve
 
@@ -62,7 +63,9 @@ def test_bad_setting_stops_start_up_with_one_line_naming_it(tmp_path: Path) -> N
 
 
 def test_production_without_a_base_url_stops_start_up_naming_it(tmp_path: Path) -> None:
-    with service_process({"DOWNSTREAMS__PRICING__BASE_URL": "http://127.0.0.1:9"}, tmp_path) as svc:
+    others = downstreams_at("http://127.0.0.1:9")
+    del others["DOWNSTREAMS__CATALOG__BASE_URL"]  # only catalog's URL is missing
+    with service_process(others, tmp_path) as svc:
         assert svc.wait() == 2
         stderr = svc.stderr()
     assert stderr.strip().splitlines() == [

@@ -18,14 +18,14 @@ from {{ cookiecutter.package_name }}.downstreams import declared
 from {{ cookiecutter.package_name }}.settings import load_settings
 
 elsewhere = Declarations()
-Inventory = Annotated[Downstream, elsewhere.add("inventory")]
+Undeclared = Annotated[Downstream, elsewhere.add("undeclared")]
 
 
 def stock_router() -> APIRouter:
     router = APIRouter()
 
     @router.get("/stock/{sku}")
-    async def get_stock(sku: str, inventory: Inventory) -> dict[str, str]:
+    async def get_stock(sku: str, undeclared: Undeclared) -> dict[str, str]:
         return {"sku": sku}
 
     return router
@@ -42,15 +42,15 @@ def test_a_route_asking_for_an_undeclared_downstream_is_named(nested: bool) -> N
     with pytest.raises(UndeclaredDownstreamError) as caught:
         check_routes(routes, declared.names())
     assert str(caught.value) == (
-        "GET /stock/{sku} asks for downstream 'inventory': not declared "
-        "(declared: catalog, pricing); declare it in downstreams.py"
+        "GET /stock/{sku} asks for downstream 'undeclared': not declared "
+        f"(declared: {', '.join(sorted(declared.names()))}); declare it in downstreams.py"
     )
 
 
 def test_the_service_s_own_routes_ask_only_for_declared_downstreams() -> None:
     app = create_app(load_settings(environment="development"))
     check_routes(app.routes, declared.names())  # create_app ran it too; this states it
-    assert set(app.state.settings.downstreams) == {"catalog", "pricing"}
+    assert set(app.state.settings.downstreams) == set(declared.names())
 
 
 @pytest.mark.parametrize("name", ["Inventory", "2nd", "in-ventory", "", "class"])

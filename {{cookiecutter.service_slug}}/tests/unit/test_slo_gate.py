@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from {{ cookiecutter.package_name }}.downstreams import declared
+
 from loadtest.gate import (
     RequestRow,
     RunData,
@@ -61,10 +63,14 @@ def slo_text(profile: Profile, phase: str, check: str) -> str:
 
 def snapshot(t: float, items: int, sent: int, **views: Any) -> Snapshot:
     outcomes = {"ok": sent, "shed": 1000, "breaker_open": 1000}  # never-sent outcomes ignored
+    idle: dict[str, Any] = {"outcomes": {}}
     return Snapshot(
         t=t,
-        fault={"catalog": items, "pricing": 0},
-        downstreams={"catalog": {"outcomes": outcomes, **views}, "pricing": {"outcomes": {}}},
+        fault={**dict.fromkeys(declared.names(), 0), "catalog": items},
+        downstreams={
+            **dict.fromkeys(declared.names(), idle),
+            "catalog": {"outcomes": outcomes, **views},
+        },
     )
 
 
