@@ -69,5 +69,5 @@ async def get_price(item_id: str) -> Any:
 @app.get("/items/{item_id}/details")
 async def get_details(item_id: str) -> Any:
     item = await get_json(f"/catalog/items/{item_id}")
-    price = await get_json(f"/pricing/prices/{item_id}")  # no degradation: pricing down, details down
+    price = await get_json(f"/pricing/prices/{item_id}")  # no degradation: pricing down = down
     return {**item, "price": price.get("price"), "degraded": False}
