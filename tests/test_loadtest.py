@@ -28,7 +28,7 @@ RUN_TIMEOUT_S = 300  # the quick profile is ~90 s; the rest is slack for a busy 
 NAIVE_MUST_BREAK = (
     ("2-slow", "shed 503 p99 <= bulkhead max wait + margin"),
     ("3-hang", "the breaker opens (503 breaker_open seen)"),
-    ("5-refused", "no 500, no bare error, no dropped connection"),
+    ("5-refused", "no 500, no bare error, no dropped connection: GET /items/{item_id}"),
     ("after", "zero in flight, zero queued"),
 )
 

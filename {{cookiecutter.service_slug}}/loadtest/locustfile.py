@@ -91,8 +91,9 @@ STOP_FILE: Final = Path(_stop) if _stop else None
 #: message on workers.
 current_phase = "0-start"
 current_mix: tuple[tuple[str, int], ...] = full_mix(ROUTES)
-#: Per phase, when this process first received a breaker_open (see naming.breaker_label).
-breaker_open_seen: dict[str, float] = {}
+#: Per (phase, downstream), when this process first received a breaker_open from it (see
+#: naming.breaker_label).
+breaker_open_seen: dict[tuple[str, str | None], float] = {}
 PATHS: Final = {route.endpoint: route.path for route in ROUTES} | {HEALTHZ: "/healthz"}
 #: Per endpoint, the downstreams it degrades without: their failures fail the route.
 OPTIONAL: Final = {route.endpoint: route.degrades_without for route in ROUTES}
@@ -138,8 +139,9 @@ class ServiceUser(FastHttpUser):
             label = outcome.label
             if label == BREAKER_OPEN:
                 started = float(response.request_meta["start_time"])
-                label = breaker_label(label, started, breaker_open_seen.get(phase))
-                breaker_open_seen.setdefault(phase, time.time())
+                seen = (phase, outcome.downstream)
+                label = breaker_label(label, started, breaker_open_seen.get(seen))
+                breaker_open_seen.setdefault(seen, time.time())
             response.request_meta["name"] = request_name(phase, endpoint, label)
             if outcome.success:
                 response.success()

@@ -61,6 +61,7 @@ class Route:
 class Outcome:
     label: str  # "" for a plain success
     success: bool  # how locust records it: sheds and intended aborts are not failures
+    downstream: str | None = None  # the downstream a problem+json answer names
 
 
 @dataclass(frozen=True)
@@ -127,9 +128,10 @@ def classify(
         return Outcome(f"{downstream} failed", success=False)
     reason = _json_field(body, "reason")
     reason_text = reason if isinstance(reason, str) and reason else "problem"
+    named = downstream if isinstance(downstream, str) else None
     if status == 503 and headers.get("retry-after"):
-        return Outcome(f"shed {reason_text}", success=True)
-    return Outcome(f"{status} {reason_text}", success=False)
+        return Outcome(f"shed {reason_text}", success=True, downstream=named)
+    return Outcome(f"{status} {reason_text}", success=False, downstream=named)
 
 
 def _json_field(body: bytes, name: str) -> object:
@@ -143,8 +145,9 @@ def _json_field(body: bytes, name: str) -> object:
 def breaker_label(label: str, started_at: float, open_seen_at: float | None) -> str:
     """Tell a refusal *while* open from one that caught a request waiting as the breaker opened.
 
-    ``open_seen_at`` is when this client first received a breaker_open in the phase (None if
-    this is the first): only a request sent after that is known to have met an open breaker.
+    ``open_seen_at`` is when this client first received a breaker_open from the same downstream
+    in the phase (None if this is the first): only a request sent after that is known to have
+    met an open breaker (each downstream has its own breaker, opening at its own time).
     """
     if label != BREAKER_OPEN:
         return label
