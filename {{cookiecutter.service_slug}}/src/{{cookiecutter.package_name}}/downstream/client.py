@@ -43,6 +43,7 @@ from .errors import (
     DownstreamUnavailable,
     UnsafeDownstreamPath,
 )
+from .h2_errors import H2_ERRORS, H2CheckedStream, as_http_error
 from .httplib import httpx
 from .inflight import InFlightCall, InFlightCalls, OpenStreams
 from .metrics import DownstreamMetrics
@@ -308,13 +309,18 @@ class Downstream:
     async def _send_once(self, request: httpx.Request) -> httpx.Response:
         """One send; a cancelled or broken one has the pool checked for the damage it may leave."""
         try:
-            return await self.client.send(request, stream=True)
+            response = await self.client.send(request, stream=True)
         except asyncio.CancelledError:
             self.repair.after_cancelled_send()
             raise
         except httpx.LocalProtocolError:
             self.repair.after_protocol_error()
             raise
+        except H2_ERRORS as exc:
+            raise as_http_error(exc, request) from exc
+        if response.http_version == "HTTP/2" and isinstance(response.stream, httpx.AsyncByteStream):
+            response.stream = H2CheckedStream(response.stream, request)
+        return response
 
     async def _close_checked(self, response: httpx.Response) -> None:
         """Close ``response``, then check a cancellation did not strand its request in the pool."""
