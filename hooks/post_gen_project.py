@@ -20,7 +20,7 @@ OPTION_PATHS: dict[str, tuple[str, ...]] = {
         ".hadolint.yaml",
         ".github/workflows/docker.yml",
     ),
-    "include_k8s": ("deploy",),
+    "include_k8s": ("deploy", "tests/unit/test_deploy_settings.py"),
 }
 
 

@@ -20,8 +20,8 @@ from tests.conftest import BIN, bake_project, run
 from tests.test_loadtest import explain, only_run_folder, run_quick_loadtest
 
 pytestmark = pytest.mark.loadtest
-STEP_FILE = re.compile(r"`((?:src|tests)/[^`]+\.py)`")
-CODE_BLOCK = re.compile(r"```python\n(.*?)\n\s*```", re.DOTALL)
+STEP_FILE = re.compile(r"`((?:src|tests)/[^`]+\.py|deploy/k8s/downstreams\.env)`")
+CODE_BLOCK = re.compile(r"```(?:python|dotenv)\n(.*?)\n\s*```", re.DOTALL)
 
 
 def readme_steps(project: Path) -> list[tuple[Path, str]]:
@@ -56,10 +56,11 @@ def test_adding_inventory_by_the_readme_is_three_files_and_is_load_tested(
     project = bake_project(cookies_session, project_name="Add Downstream")
     package = "add_downstream"
     touched = follow(project)
-    assert touched == [
+    assert touched == [  # three files of code, then the environment values
         f"src/{package}/downstreams.py",
         f"src/{package}/routes/stock.py",
         "tests/routes/test_stock.py",
+        "deploy/k8s/downstreams.env",
     ]
     run([str(BIN / "ruff"), "check", "."], project)
     run([str(BIN / "ruff"), "format", "--check", "."], project)

@@ -118,7 +118,7 @@ class ServiceUser(FastHttpUser):
         """Think once before the first call, as between calls. Locust starts a phase's new
         users in one batch: in step, their first calls queue together, are shed together after
         max_wait, and come back together, and each wave's burst was measured as latency."""
-        self.wait()
+        self.wait()  # type: ignore[no-untyped-call]  # locust's User.wait is untyped
 
     @task
     def call_a_route(self) -> None:
