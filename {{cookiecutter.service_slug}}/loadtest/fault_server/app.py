@@ -6,6 +6,9 @@ away, so abandoned requests end at once instead of piling up as tasks. (Over
 HTTP/2 a client that times out may just forget the stream, as httpx does; a
 hung stream then ends when its connection closes, or at HANG_CAP_S.)
 
+``malformed`` answers 200 with a JSON content type and a body that is not JSON: what a
+downstream sends when a proxy in front of it serves an error page, or a deploy half-happened.
+
 ``reset`` sends the headers and half the body, then aborts the connection with
 a TCP RST; over HTTP/2 that takes every other stream on the connection with it.
 
@@ -29,6 +32,8 @@ HANG_CAP_S: Final = 300.0
 #: reset: time for hypercorn (its HTTP/2 sender is a separate task) to put the
 #: partial body on the wire before the connection is aborted.
 RESET_FLUSH_S: Final = 0.05
+#: What ``malformed`` answers with its 200: the start of an HTML error page, labelled JSON.
+MALFORMED_BODY: Final = b"<html><body>502 Bad Gateway</body"
 
 Payload = dict[str, object]
 
@@ -81,6 +86,9 @@ class DownstreamApp:
                 await send_body(send, body[: len(body) // 2], more=True)
                 await asyncio.sleep(RESET_FLUSH_S)
                 self._connections.abort(client)
+            case Mode.MALFORMED:
+                await start_response(send, 200, len(MALFORMED_BODY))
+                await send_body(send, MALFORMED_BODY)
             case Mode.DRIP:
                 await _drip(send, receive, payload, fault.drip_chunks, fault.drip_interval_ms)
             case _:  # healthy, slow, and the non-erroring share of error

@@ -28,6 +28,7 @@ class Mode(enum.StrEnum):
     RESET = "reset"
     THROTTLE = "throttle"
     DRIP = "drip"
+    MALFORMED = "malformed"
     REFUSE = "refuse"
     GOAWAY = "goaway"
     STREAMS = "streams"
@@ -64,6 +65,7 @@ _PARAMS: Final[dict[Mode, dict[str, _Param]]] = {
         "drip_chunks": _Param(True, 1, 1_000),
         "drip_interval_ms": _Param(False, 0, MAX_DELAY_MS),
     },
+    Mode.MALFORMED: {},
     Mode.REFUSE: {},
     Mode.GOAWAY: {"after_requests": _Param(True, 1, 1_000_000)},
     Mode.STREAMS: {"max_streams": _Param(True, 1, 1_000)},

@@ -35,7 +35,7 @@ def create_app(
     app.state.settings = settings
     app.state.transports = dict(transports or {})
     app.state.ready = False
-    install_problem_handlers(app)
+    install_problem_handlers(app, log_interval=settings.observability.failure_log_interval_seconds)
     app.include_router(health.router)
     for router in service_routers():
         check_routes(router.routes, settings.downstreams)

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from .downstream.errors import DownstreamError
+from .downstream.throttle import Throttle
 
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger(__name__)
@@ -62,13 +63,39 @@ async def downstream_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.error("request.unhandled_exception", path=request.url.path, exc_info=exc)
-    return problem(500, "an unexpected error occurred; it has been logged")
+class UnexpectedErrors:
+    """Logs ``request.unhandled_exception`` with its traceback at most once per interval for
+    each exception type and route, so a bug hit on every request costs one line a second,
+    with ``suppressed_since_last`` counting the rest."""
+
+    MAX_KEYS = 256  # exception types x route templates: bounded even if a bug invents types
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.throttles: dict[tuple[str, str], Throttle] = {}
+
+    async def __call__(self, request: Request, exc: Exception) -> JSONResponse:
+        route = getattr(request.scope.get("route"), "path", "unrouted")
+        key = (type(exc).__qualname__, route)
+        throttle = self.throttles.get(key)
+        if throttle is None:
+            if len(self.throttles) >= self.MAX_KEYS:
+                self.throttles.clear()
+            throttle = self.throttles[key] = Throttle(self.interval)
+        suppressed = throttle.take()
+        if suppressed is not None:
+            log.error(
+                "request.unhandled_exception",
+                route=route,
+                exception_type=key[0],
+                suppressed_since_last=suppressed,
+                exc_info=exc,
+            )
+        return problem(500, "an unexpected error occurred; it has been logged")
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def install_problem_handlers(app: FastAPI, *, log_interval: float) -> None:
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(DownstreamError, downstream_error)
-    app.add_exception_handler(Exception, unexpected_error)
+    app.add_exception_handler(Exception, UnexpectedErrors(log_interval))

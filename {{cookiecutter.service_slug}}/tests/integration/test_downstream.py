@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.downstream.cancellation import POOL_LEAKS_ON_CANCEL
 from {{ cookiecutter.package_name }}.downstream.errors import (
     DownstreamBadGateway,
@@ -24,6 +25,8 @@ from {{ cookiecutter.package_name }}.downstream.errors import (
 )
 from {{ cookiecutter.package_name }}.downstream.httplib import httpx
 from {{ cookiecutter.package_name }}.downstream.pool_internals import client_pool, pool_stats
+from {{ cookiecutter.package_name }}.downstreams import Catalog, declared
+from {{ cookiecutter.package_name }}.settings import load_settings
 
 from loadtest.fault_server.harness import RunningFaultServer, serve_in_thread
 from tests.integration.conftest import one_downstream, running_service
@@ -104,8 +107,15 @@ def test_hanging_downstream_becomes_504_at_the_deadline(fault: RunningFaultServe
 
 
 def test_inbound_deadline_caps_the_call_and_is_forwarded(fault: RunningFaultServer) -> None:
-    with running_service(fault) as (url, _):
-        body = httpx.get(f"{url}/items/7", headers={"x-request-deadline-ms": "800"}).json()
+    downstreams = {name: {"base_url": fault.base_url} for name in declared.names()}
+    app = create_app(load_settings(downstreams=downstreams))
+
+    @app.get("/echo")  # what the fault server saw, which it echoes
+    async def echo(catalog: Catalog) -> Any:
+        return (await catalog.get("/items/7")).json()
+
+    with serve(app) as url:
+        body = httpx.get(f"{url}/echo", headers={"x-request-deadline-ms": "800"}).json()
     assert 0 < int(body["deadline_ms"]) <= 800
 
 

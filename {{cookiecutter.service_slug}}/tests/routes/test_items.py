@@ -43,3 +43,22 @@ def test_a_failing_catalog_is_a_502_naming_it() -> None:
         response = http.get("/items/1")
     assert response.status_code == 502
     assert response.json()["downstream"] == "catalog"
+
+
+def test_an_item_that_is_not_json_is_a_502_naming_the_catalog() -> None:
+    def html(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"<html>", headers={"content-type": "text/html"})
+
+    with service_with(catalog=html) as http:
+        response = http.get("/items/1")
+    assert response.status_code == 502
+    problem = response.json()
+    assert (problem["downstream"], problem["reason"]) == ("catalog", "bad_body")
+    assert problem["detail"] == "catalog answered text/html, not JSON"
+
+
+def test_an_item_that_does_not_fit_the_model_is_a_502_saying_where() -> None:
+    with service_with(catalog=answer(200, {"id": "1"})) as http:
+        response = http.get("/items/1")
+    assert response.status_code == 502
+    assert "not a valid Item (1 error; name: missing)" in response.json()["detail"]

@@ -1,6 +1,6 @@
 """One downstream: the call pipeline in front of its shared ``AsyncClient``.
 
-deadline -> bulkhead -> circuit breaker -> retry loop -> per-attempt timeout -> httpx.
+deadline -> admission (breaker, bulkhead) -> retry loop -> per-attempt timeout -> httpx.
 
 - Bodies are always read and the response closed before ``request`` returns, so a connection can
   never be left checked out; ``stream`` is an ``async with`` that always closes, and a stream
@@ -9,9 +9,8 @@ deadline -> bulkhead -> circuit breaker -> retry loop -> per-attempt timeout -> 
   backstop cancels any attempt still running just after the deadline (waits httpx does not
   bound). What a cancellation breaks in httpcore's pool (#1093 and two more holes) is repaired
   the moment it happens (``cancellation.py``).
-- Failures become ``DownstreamError`` subclasses that ``problems`` turns into 502/503/504.
-- The hot path logs nothing above DEBUG; sheds and PoolTimeouts log ``downstream.pool.exhausted``
-  at most once per configured interval, with the oldest calls in flight.
+- Each piece has one job elsewhere: ``admission`` lets a call in and settles it once,
+  ``failures`` maps what went wrong to 502/503/504, ``instruments`` logs and counts.
 """
 
 from __future__ import annotations
@@ -19,46 +18,42 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import asdict
+from typing import Any, TypeVar
 
-import structlog
-
-from .breaker import (
-    BreakerOpenError,
-    BreakerState,
-    CircuitBreaker,
-    is_failure_status,
-)
+from .admission import Admission, Ticket
+from .bodies import H2_ERRORS, CheckedBody, as_http_error
+from .breaker import CircuitBreaker, is_failure_status
 from .budget import RetryBudget
-from .bulkhead import Bulkhead, BulkheadFullError
+from .bulkhead import Bulkhead
 from .cancellation import PoolRepair
 from .config import DownstreamSettings, ObservabilitySettings
 from .deadline import call_deadline
-from .errors import (
-    DownstreamBadGateway,
-    DownstreamError,
-    DownstreamTimeout,
-    DownstreamUnavailable,
-    UnsafeDownstreamPath,
-)
-from .h2_errors import H2_ERRORS, H2CheckedStream, as_http_error
+from .decoding import ModelT, decode
+from .errors import DownstreamError, DownstreamTimeout
+from .failures import budget_spent, for_exception, for_status
 from .httplib import httpx
 from .inflight import InFlightCall, InFlightCalls, OpenStreams
+from .instruments import Instruments
 from .metrics import DownstreamMetrics
 from .pool_internals import client_pool, pool_stats
-from .retry import RetryPolicy, is_idempotent, parse_retry_after
+from .retry import RetryPolicy, is_idempotent
 from .tracing import AttemptTrace
 from .urls import DEFAULT_PORTS, PathBuilder
-
-log = structlog.get_logger("downstream")
 
 # How long after its deadline an attempt httpx has not ended is cancelled (see ``_backstop``).
 # Long enough that event-loop lag under load never lets it beat httpx's own timeout at the
 # deadline: at 0.1 s it did, and the cancellations it caused made the quick load test's slow
 # phase miss its shed and /healthz p99 (630/130 ms vs 570/67 ms at 0.3 s).
 BACKSTOP_GRACE_SECONDS = 0.3
+
+ResultT = TypeVar("ResultT")
+
+
+def _as_is(response: httpx.Response) -> httpx.Response:
+    return response
 
 
 class Downstream:
@@ -79,19 +74,16 @@ class Downstream:
         self.deadline_header = deadline_header
         self.observability = observability or ObservabilitySettings()
         self.paths = PathBuilder(name, settings.base_url)
-        self.metrics = DownstreamMetrics(name)
-        self.log = log.bind(downstream=name)  # bound once: a filtered-out debug() is a no-op
+        self.instruments = Instruments(name, self.observability)
         self.bulkhead = Bulkhead(name, settings.bulkhead)
-        self.breaker = CircuitBreaker(name, settings.breaker, on_state_change=self._breaker_changed)
+        self.breaker = CircuitBreaker(
+            name, settings.breaker, on_state_change=self.instruments.breaker_changed
+        )
+        self.admission = Admission(name, self.breaker, self.bulkhead, self.instruments, self.busy)
         self.budget = RetryBudget(settings.retry)
-        self.retry = RetryPolicy(name, settings.retry, self.budget, self.metrics)
+        self.retry = RetryPolicy(name, settings.retry, self.budget, self.instruments)
         self.repair = PoolRepair(client, self._pool_repaired)
-        self.in_flight = InFlightCalls()
         self.open_streams = OpenStreams()
-        self.outcomes: Counter[str] = Counter()
-        self.orphans_repaired = 0
-        self.last_exhausted_log = float("-inf")
-        self.exhausted_suppressed = 0
         timeouts = settings.timeouts
         self.full_timeout = httpx.Timeout(
             connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=timeouts.pool
@@ -101,6 +93,22 @@ class Downstream:
         self.trace_attempts = self.observability.trace_pool_wait or (
             settings.http2 and settings.base_url.startswith("https://")
         )
+
+    @property
+    def metrics(self) -> DownstreamMetrics:
+        return self.instruments.metrics
+
+    @property
+    def outcomes(self) -> Counter[str]:
+        return self.instruments.outcomes
+
+    @property
+    def orphans_repaired(self) -> int:
+        return self.instruments.orphans_repaired
+
+    @property
+    def in_flight(self) -> InFlightCalls:
+        return self.admission.in_flight
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -120,38 +128,35 @@ class Downstream:
         4xx responses (other than 429) are returned for the caller to interpret; 5xx and 429
         after retries, timeouts and connection failures raise ``DownstreamError``.
         """
-        method = method.upper()
-        request_path = self.paths.build(path, path_params)
-        now = time.monotonic()
-        deadline = call_deadline(self.settings.deadline_seconds, now)
-        if deadline <= now:
-            self._count("timeout")
-            raise DownstreamTimeout(self.name, "the request's deadline had already passed")
-        probe, call = await self._admit(method, path)  # sheds and open breakers fail here, fast
-        try:
-            request = self._build_request(
-                method, request_path, params=params, json=json, content=content, headers=headers
-            )
-            response = await self._send(request, deadline, call)
-        except UnsafeDownstreamPath:
-            self.breaker.record_cancelled(probe=probe)
-            raise
-        except DownstreamError as exc:
-            self._record(probe, call, exc.reason, failed=True)
-            raise
-        except BaseException as exc:  # cancelled, or a bug: no verdict on the downstream
-            self._abandoned(probe, exc)
-            raise
-        finally:
-            self._release(call)
-        if is_failure_status(response.status_code):
-            self._record(probe, call, "error", failed=True)
-            raise self._error_for_status(response)
-        self._record(probe, call, "ok", failed=False)
-        return response
+        options = {"params": params, "json": json, "content": content, "headers": headers}
+        return await self._call(method, path, path_params, options, _as_is)
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        model: type[ModelT],
+        path_params: Mapping[str, object] | None = None,
+        params: Mapping[str, str | int | float] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> ModelT:
+        """The answer's JSON body as a validated ``model``.
+
+        A body that is not JSON or does not fit is ``DownstreamBadBody`` (502), a failure for
+        the breaker; a 404 is ``DownstreamNotFound``, any other 4xx ``DownstreamRejected``.
+        """
+        options = {"params": params, "json": json, "headers": headers}
+        return await self._call(
+            method, path, path_params, options, lambda answer: decode(self.name, answer, model)
+        )
 
     async def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return await self.request("GET", path, **kwargs)
+
+    async def get_json(self, path: str, *, model: type[ModelT], **kwargs: Any) -> ModelT:
+        return await self.request_json("GET", path, model=model, **kwargs)
 
     @asynccontextmanager
     async def stream(
@@ -166,57 +171,46 @@ class Downstream:
         """A streamed response, closed when the block exits (one attempt, no retries).
 
         The bulkhead slot is held until the block exits: a slow reader holds pool capacity,
-        exactly as its connection does.
+        exactly as its connection does. The verdict is the response head's.
         """
         method = method.upper()
         request_path = self.paths.build(path, path_params)
         deadline = call_deadline(self.settings.deadline_seconds, time.monotonic())
         opened = self.open_streams.open(method, path, depth=3)
         try:
-            probe, call = await self._admit(method, path)
+            ticket = await self.admission.admit(method, path)
             try:
                 request = self._build_request(method, request_path, params=params, headers=headers)
                 self._prepare_attempt(request, deadline)
-                async with self._backstop(deadline):
-                    response = await self._send_once(request)
-            except httpx.HTTPError as exc:
-                error = self._error_for_exception(exc)
-                self._record(probe, call, error.reason, failed=True)
-                self._release(call)
-                raise error from None
-            except BaseException as exc:
-                self._abandoned(probe, exc)
-                self._release(call)
-                raise
-            try:
-                if is_failure_status(response.status_code):
-                    self._record(probe, call, "error", failed=True)
-                    raise self._error_for_status(response)
-                self._record(probe, call, "ok", failed=False)
-                yield response
-            finally:
                 try:
-                    await self._close_checked(response)  # the block may end in a cancellation
+                    async with self._backstop(deadline):
+                        response = await self._send_once(request, None)
+                except (httpx.HTTPError, TimeoutError) as exc:
+                    raise self._failure(exc) from None
+                try:
+                    self._judge(ticket, response)
+                    yield response
                 finally:
-                    self._release(call)
+                    await self._close_checked(response)  # the block may end in a cancellation
+            except BaseException as exc:
+                ticket.settle_error(exc)  # a no-op once the head was judged
+                raise
+            finally:
+                ticket.release()
         except GeneratorExit:  # the context was dropped unexited and collected
-            self.metrics.leak("garbage_collected")
-            log.warning(
-                "downstream.response.leaked",
-                downstream=self.name,
-                kind="garbage_collected",
-                **opened.describe(time.monotonic()),
-            )
+            self.instruments.leaked("garbage_collected", opened)
             raise
         finally:
             self.open_streams.close(opened)
 
+    def busy(self) -> dict[str, Any]:
+        """The snapshot and the oldest calls: who holds the pool, for the exhaustion event."""
+        return {"oldest_calls": self.in_flight.oldest(), **self.snapshot()}
+
     def snapshot(self) -> dict[str, Any]:
-        """Pool, bulkhead and utilisation now (for logs, the monitor and /debug/downstreams)."""
+        """Pool, bulkhead and utilisation now (for logs, the monitor and the debug view)."""
         stats = pool_stats(client_pool(self.client))
         in_flight = self.bulkhead.in_flight
-        queued = self.bulkhead.queued
-        self.metrics.pool(stats, in_flight, queued)
         utilisation = max(
             in_flight / self.settings.bulkhead.max_concurrency,
             (stats.active + stats.connecting) / self.settings.limits.max_connections,
@@ -232,8 +226,35 @@ class Downstream:
                 "max_connections": self.settings.limits.max_connections,
             },
             "in_flight": in_flight,
-            "queued": queued,
+            "queued": self.bulkhead.queued,
             "utilisation": round(utilisation, 3),
+        }
+
+    def update_gauges(self) -> None:
+        """Refresh the pool gauges (the monitor calls this once a tick)."""
+        stats = pool_stats(client_pool(self.client))
+        self.metrics.pool(stats, self.bulkhead.in_flight, self.bulkhead.queued)
+
+    def describe(self) -> dict[str, Any]:
+        """Everything ``/debug/downstreams`` shows for this downstream; secrets masked."""
+        return {
+            **self.busy(),
+            "bulkhead": {
+                "in_flight": self.bulkhead.in_flight,
+                "queued": self.bulkhead.queued,
+                "shed": self.bulkhead.shed_count,
+            },
+            "open_streams": len(self.open_streams.streams),
+            "leaked_responses": self.open_streams.leaks_reported,
+            "orphans_repaired": self.orphans_repaired,
+            "breaker": asdict(self.breaker.snapshot()),
+            "retry_budget": {
+                "balance": self.budget.balance(),
+                "exhausted": self.budget.exhausted_count,
+                "retries_by_reason": dict(self.retry.retries_by_reason),
+            },
+            "outcomes": dict(self.outcomes),
+            "config": self.settings.model_dump(mode="json"),
         }
 
     async def aclose(self, drain_seconds: float) -> None:
@@ -243,56 +264,49 @@ class Downstream:
         while self.bulkhead.in_flight and time.monotonic() < give_up:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         if self.bulkhead.in_flight:
-            log.warning(
-                "downstream.close.undrained",
-                downstream=self.name,
-                in_flight=self.bulkhead.in_flight,
-                oldest_calls=self.in_flight.oldest(),
-            )
+            self.instruments.undrained(self.bulkhead.in_flight, self.in_flight.oldest())
         await self.client.aclose()
 
     # -- pipeline -----------------------------------------------------------------------------
 
-    async def _admit(self, method: str, route: str) -> tuple[bool, InFlightCall]:
-        """Bulkhead then breaker; returns (is this a half-open probe, the in-flight record).
-
-        An open breaker refuses before the bulkhead is asked: otherwise calls would queue for
-        slots held by calls hanging on the very downstream that opened it.
-        """
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        path_params: Mapping[str, object] | None,
+        options: dict[str, Any],
+        read: Callable[[httpx.Response], ResultT],
+    ) -> ResultT:
+        """Admit, send with retries, judge the answer and ``read`` it, settling the ticket once."""
+        method = method.upper()
+        request_path = self.paths.build(path, path_params)
+        now = time.monotonic()
+        deadline = call_deadline(self.settings.deadline_seconds, now)
+        if deadline <= now:
+            self.instruments.outcome("timeout")
+            raise DownstreamTimeout(self.name, "the request's deadline had already passed")
+        ticket = await self.admission.admit(method, path)  # sheds and open breakers fail here
         try:
-            self.breaker.check_refusing()
-        except BreakerOpenError as exc:
-            raise self._breaker_refused(exc) from None
-        try:
-            await self.bulkhead.acquire()
-        except BulkheadFullError as exc:
-            self._count("shed")
-            self._exhausted("bulkhead_" + exc.reason)
-            raise DownstreamUnavailable(
-                self.name,
-                f"too many calls in flight to {self.name} ({exc.reason}); shed instead of queued",
-                reason="shed",
-                retry_after=exc.retry_after,
-            ) from None
-        try:
-            probe = self.breaker.acquire()
-        except BreakerOpenError as exc:  # it opened while this call waited for its slot
-            self.bulkhead.release()
-            raise self._breaker_refused(exc) from None
-        return probe, self.in_flight.start(method, route)
+            request = self._build_request(method, request_path, **options)
+            response = await self._send(request, deadline, ticket.call)
+            if is_failure_status(response.status_code):
+                ticket.failed("error")
+                raise for_status(self.name, response)
+            result = read(response)  # a body that does not fit fails the call, too
+            ticket.succeeded()
+        except BaseException as exc:
+            ticket.settle_error(exc)
+            raise
+        finally:
+            ticket.release()
+        return result
 
-    def _breaker_refused(self, exc: BreakerOpenError) -> DownstreamUnavailable:
-        self._count("breaker_open")
-        return DownstreamUnavailable(
-            self.name,
-            f"circuit breaker for {self.name} is {exc.state.value}",
-            reason="breaker_open",
-            retry_after=exc.retry_after,
-        )
-
-    def _release(self, call: InFlightCall) -> None:
-        self.in_flight.finish(call)
-        self.bulkhead.release()
+    def _judge(self, ticket: Ticket, response: httpx.Response) -> None:
+        """A stream's verdict, on its head: 5xx and 429 fail, any other status is an answer."""
+        if is_failure_status(response.status_code):
+            ticket.failed("error")
+            raise for_status(self.name, response)
+        ticket.succeeded()
 
     @staticmethod
     def _backstop(deadline: float) -> asyncio.Timeout:
@@ -306,8 +320,9 @@ class Downstream:
         """
         return asyncio.timeout(deadline + BACKSTOP_GRACE_SECONDS - time.monotonic())
 
-    async def _send_once(self, request: httpx.Request) -> httpx.Response:
-        """One send; a cancelled or broken one has the pool checked for the damage it may leave."""
+    async def _send_once(self, request: httpx.Request, max_bytes: int | None) -> httpx.Response:
+        """One send; a cancelled or broken one has the pool checked for the damage it may leave.
+        The body is read through ``CheckedBody``: at most ``max_bytes``, h2's errors mapped."""
         try:
             response = await self.client.send(request, stream=True)
         except asyncio.CancelledError:
@@ -318,8 +333,7 @@ class Downstream:
             raise
         except H2_ERRORS as exc:
             raise as_http_error(exc, request) from exc
-        if response.http_version == "HTTP/2" and isinstance(response.stream, httpx.AsyncByteStream):
-            response.stream = H2CheckedStream(response.stream, request)
+        response.stream = CheckedBody(response, max_bytes)
         return response
 
     async def _close_checked(self, response: httpx.Response) -> None:
@@ -330,15 +344,7 @@ class Downstream:
             self.repair.release_if_stranded(response)
 
     def _pool_repaired(self, cause: str) -> None:
-        self.orphans_repaired += 1
-        self.metrics.orphans_repaired.inc()
-        log.warning(
-            "downstream.pool.orphan_connection",
-            downstream=self.name,
-            action="closed",
-            cause=cause,
-            pool=self.snapshot()["pool"],
-        )
+        self.instruments.repaired(cause, self.snapshot()["pool"])
 
     async def _send(
         self, request: httpx.Request, deadline: float, call: InFlightCall
@@ -352,7 +358,7 @@ class Downstream:
             first = await self._attempt(request, deadline, traces, call)
         except (httpx.HTTPError, TimeoutError) as exc:
             if self.retry.error_reason(exc, idempotent=idempotent, traces=traces) is None:
-                raise self._error_for_failure(exc) from None
+                raise self._failure(exc) from None
             first = exc
         else:
             if self.retry.response_reason(first, idempotent=idempotent) is None:
@@ -384,10 +390,10 @@ class Downstream:
             response: httpx.Response = await retrying(attempt)
         except (httpx.HTTPError, TimeoutError) as exc:
             if retrying.stopped_by == "budget":
-                raise self._budget_spent() from None
-            raise self._error_for_failure(exc) from None
+                raise budget_spent(self.name) from None
+            raise self._failure(exc) from None
         if retrying.stopped_by == "budget":
-            raise self._budget_spent()
+            raise budget_spent(self.name)
         return response
 
     async def _attempt(
@@ -405,25 +411,13 @@ class Downstream:
             traces.append(trace)
             request.extensions["trace"] = trace
         async with self._backstop(deadline):
-            response = await self._send_once(request)
+            response = await self._send_once(request, self.settings.max_body_bytes)
             try:
                 await response.aread()  # closes the response at the end of the body
             except BaseException:
                 await self._close_checked(response)
                 raise
-        if trace is not None and trace.pool_wait is not None:
-            self.metrics.pool_wait.observe(trace.pool_wait)
-        self.log.debug(
-            "downstream.request",
-            method=request.method,
-            route=call.route,
-            status=response.status_code,
-            attempt=call.attempt,
-            duration=round(time.monotonic() - call.started, 6),
-            pool_wait=None if trace is None else trace.pool_wait,
-            new_connection=None if trace is None else trace.connected,
-            http_version=response.http_version,
-        )
+        self.instruments.attempt(request, call, response, trace)
         return response
 
     def _prepare_attempt(self, request: httpx.Request, deadline: float) -> None:
@@ -452,90 +446,8 @@ class Downstream:
         )
         return request
 
-    # -- outcomes and errors ------------------------------------------------------------------
-
-    def _count(self, reason: str) -> None:
-        self.outcomes[reason] += 1
-        self.metrics.calls[reason].inc()
-
-    def _record(self, probe: bool, call: InFlightCall, reason: str, *, failed: bool) -> None:
-        duration = time.monotonic() - call.started
-        if failed:
-            self.breaker.record_failure(duration, probe=probe)
-        else:
-            self.breaker.record_success(duration, probe=probe)
-        self._count(reason)
-        self.metrics.latency.observe(duration)
-
-    def _abandoned(self, probe: bool, exc: BaseException) -> None:
-        """A call ended without a verdict on the downstream; count the cancelled ones."""
-        self.breaker.record_cancelled(probe=probe)
-        if isinstance(exc, asyncio.CancelledError):
-            self._count("cancelled")
-
-    def _exhausted(self, cause: str) -> None:
-        """Log ``downstream.pool.exhausted``: who holds the pool, at most once per interval."""
-        now = time.monotonic()
-        if now - self.last_exhausted_log < self.observability.exhausted_log_interval_seconds:
-            self.exhausted_suppressed += 1
-            return
-        log.warning(
-            "downstream.pool.exhausted",
-            downstream=self.name,
-            cause=cause,
-            suppressed_since_last=self.exhausted_suppressed,
-            oldest_calls=self.in_flight.oldest(),
-            **self.snapshot(),
-        )
-        self.last_exhausted_log = now
-        self.exhausted_suppressed = 0
-
-    def _budget_spent(self) -> DownstreamUnavailable:
-        return DownstreamUnavailable(
-            self.name,
-            f"retry budget for {self.name} is spent; not multiplying an outage",
-            reason="retry_budget",
-            retry_after=1.0,
-        )
-
-    def _error_for_status(self, response: httpx.Response) -> DownstreamError:
-        status = response.status_code
-        if status == 429:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            return DownstreamUnavailable(
-                self.name,
-                f"{self.name} is throttling this service (429)",
-                reason="throttled",
-                retry_after=1.0 if retry_after is None else retry_after,
-            )
-        return DownstreamBadGateway(self.name, f"{self.name} answered {status}")
-
-    def _error_for_failure(self, exc: BaseException) -> DownstreamError:
-        if isinstance(exc, httpx.HTTPError):
-            return self._error_for_exception(exc)
-        return DownstreamTimeout(
-            self.name, f"{self.name} did not finish its response within the deadline"
-        )
-
-    def _error_for_exception(self, exc: httpx.HTTPError) -> DownstreamError:
-        if isinstance(exc, httpx.PoolTimeout):
-            self._exhausted("pool_timeout")
-            return DownstreamUnavailable(
-                self.name,
-                f"no connection to {self.name} became free in time",
-                reason="pool_exhausted",
-                retry_after=1.0,
-            )
-        if isinstance(exc, httpx.TimeoutException):
-            return DownstreamTimeout(self.name, f"{self.name} timed out ({type(exc).__name__})")
-        if isinstance(exc, httpx.ConnectError):
-            return DownstreamBadGateway(self.name, f"could not connect to {self.name}")
-        return DownstreamBadGateway(
-            self.name, f"{self.name} broke the connection ({type(exc).__name__})"
-        )
-
-    def _breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
-        self.metrics.transition(new.value)
-        log.warning(
-            "downstream.breaker.state_changed", downstream=name, old=old.value, new=new.value
-        )
+    def _failure(self, exc: BaseException) -> DownstreamError:
+        error = for_exception(self.name, exc)
+        if error.reason == "pool_exhausted":
+            self.instruments.exhausted("pool_timeout", self.busy)
+        return error

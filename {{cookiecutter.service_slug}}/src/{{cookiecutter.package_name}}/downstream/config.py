@@ -122,6 +122,8 @@ class DownstreamSettings(Group):
     base_url: str
     http2: bool = HTTP2_BY_DEFAULT
     deadline_seconds: float = Field(default=5.0, gt=0, le=300)
+    # Enforced while the body is read: a huge answer is a 502, never this process's memory.
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1, le=1024 * 1024 * 1024)
     timeouts: TimeoutSettings = TimeoutSettings()
     limits: LimitSettings = LimitSettings()
     bulkhead: BulkheadSettings = BulkheadSettings()
@@ -205,6 +207,8 @@ class ObservabilitySettings(Group):
     monitor_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     saturation_threshold: float = Field(default=0.8, gt=0, le=1)
     leak_threshold_seconds: float = Field(default=30.0, gt=0, le=86_400)
-    exhausted_log_interval_seconds: float = Field(default=1.0, ge=0, le=3600)
+    # Each per-call warning of a failure path (pool exhausted, retry, budget exhausted, leaked
+    # response, unhandled exception): at most one line per interval, with a suppressed count.
+    failure_log_interval_seconds: float = Field(default=1.0, ge=0, le=3600)
     trace_pool_wait: bool = False
     repair_orphans: bool = True

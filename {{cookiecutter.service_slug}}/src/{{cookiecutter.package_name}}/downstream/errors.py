@@ -10,10 +10,15 @@ import math
 
 
 class DownstreamError(Exception):
-    """Base class: a downstream call did not produce a usable response."""
+    """Base class: a downstream call did not produce a usable response.
+
+    ``verdict`` is what the circuit breaker learns: "failed" counts against the downstream,
+    "answered" is a working downstream's answer (a 404), "none" means nothing was sent.
+    """
 
     status_code = 502
     reason = "bad_gateway"
+    verdict = "failed"
 
     def __init__(self, downstream: str, detail: str, *, retry_after: float | None = None) -> None:
         super().__init__(f"{downstream}: {detail}")
@@ -53,8 +58,30 @@ class DownstreamBadGateway(DownstreamError):
     reason = "bad_gateway"
 
 
+class DownstreamBadBody(DownstreamBadGateway):
+    """The answer's body is not what was asked for: not JSON, not the model, too large (502)."""
+
+    reason = "bad_body"
+
+
+class DownstreamRejected(DownstreamBadGateway):
+    """A typed read got a 4xx (other than 404 and 429): the downstream refused the call (502)."""
+
+    reason = "rejected"
+    verdict = "answered"
+
+
+class DownstreamNotFound(DownstreamError):
+    """A typed read got a 404: the thing asked for does not exist (404, unless caught)."""
+
+    status_code = 404
+    reason = "not_found"
+    verdict = "answered"
+
+
 class UnsafeDownstreamPath(DownstreamError):
     """The request would leave the downstream's configured origin or base path (400)."""
 
     status_code = 400
     reason = "unsafe_path"
+    verdict = "none"

@@ -21,6 +21,7 @@ OUTCOME_OF_REASON = {
     "breaker_open": "open",
     "timeout": "timeout",
     "bad_gateway": "error",
+    "bad_body": "error",
     "throttled": "error",
     "error": "error",
     "unsafe_path": "error",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Iterable
 
 import structlog
@@ -49,6 +48,7 @@ class PoolMonitor:
                     log.exception("downstream.pool.monitor_failed", downstream=downstream.name)
 
     async def tick(self, downstream: Downstream) -> None:
+        downstream.update_gauges()
         snapshot = downstream.snapshot()
         name = downstream.name
         utilisation = float(snapshot["utilisation"])
@@ -73,12 +73,6 @@ class PoolMonitor:
         for stream in downstream.open_streams.held_longer_than(
             self.settings.leak_threshold_seconds
         ):
-            downstream.metrics.leak("held_open")
-            log.warning(
-                "downstream.response.leaked",
-                downstream=name,
-                kind="held_open",
-                **stream.describe(time.monotonic()),
-            )
+            downstream.instruments.leaked("held_open", stream)
         if self.settings.repair_orphans:  # a backstop: Downstream repairs its own cancelled
             await downstream.repair.repair_orphans()  # calls at once; this catches the rest

@@ -144,7 +144,7 @@ def stranded_request(pool: Any, response: httpx.Response) -> Any | None:
     closed: httpcore 1.0.9 marks its stream closed before the shielded close, and a native
     asyncio cancellation landing there skips removing the request. Nothing will ever remove it;
     its HTTP/1.1 connection stays ACTIVE and counts against ``max_connections`` forever."""
-    bound = getattr(response.stream, "checked", response.stream)  # see h2_errors.H2CheckedStream
+    bound = getattr(response.stream, "checked", response.stream)  # see bodies.CheckedBody
     stream = getattr(getattr(bound, RESPONSE_STREAM, None), TRANSPORT_STREAM, None)
     pool_request = getattr(stream, STREAM_REQUEST, None)
     if pool_request is None:

@@ -21,20 +21,17 @@ import time
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import structlog
 from tenacity import AsyncRetrying, RetryCallState
 from tenacity.wait import wait_random_exponential
 
 from .budget import RetryBudget
 from .config import RetrySettings
 from .httplib import httpx
-from .metrics import DownstreamMetrics
+from .instruments import Instruments
 from .tracing import AttemptTrace
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRYABLE_ERRORS = (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ConnectTimeout)
-
-log = structlog.get_logger("downstream.retry")
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -90,12 +87,12 @@ class RetryPolicy:
         downstream: str,
         settings: RetrySettings,
         budget: RetryBudget,
-        metrics: DownstreamMetrics,
+        instruments: Instruments,
     ) -> None:
         self.downstream = downstream
         self.settings = settings
         self.budget = budget
-        self.metrics = metrics
+        self.instruments = instruments
         self.backoff = wait_random_exponential(
             multiplier=settings.backoff_base, max=settings.backoff_cap
         )
@@ -158,8 +155,7 @@ class RetryPolicy:
             call.stopped_by = "deadline"
         elif not self.budget.try_withdraw():
             call.stopped_by = "budget"
-            self.metrics.budget_exhausted.inc()
-            log.warning("downstream.retry.budget_exhausted", downstream=self.downstream)
+            self.instruments.budget_exhausted()
         else:
             return False
         return True
@@ -167,11 +163,4 @@ class RetryPolicy:
     def before_sleep(self, state: RetryCallState) -> None:
         reason = self.retry_reason(state) or "unknown"
         self.retries_by_reason[reason] = self.retries_by_reason.get(reason, 0) + 1
-        self.metrics.retry(reason)
-        log.info(
-            "downstream.retry",
-            downstream=self.downstream,
-            attempt=state.attempt_number,
-            reason=reason,
-            delay=round(state.upcoming_sleep, 4),
-        )
+        self.instruments.retried(reason, state.attempt_number, state.upcoming_sleep)

@@ -1,0 +1,117 @@
+"""Admission: a call is let in by the breaker and the bulkhead, and settles its ticket once.
+
+The shape of Netflix concurrency-limits' ``Limiter.acquire()`` returning a ``Listener``:
+``request`` and ``stream`` share it, and however a call ends (an answer, a failure, a
+cancellation), one verdict reaches the breaker and the outcome counters, and one release
+frees the bulkhead slot. Later verdicts and releases are no-ops, so no path can settle twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .breaker import BreakerOpenError, CircuitBreaker
+from .bulkhead import Bulkhead, BulkheadFullError
+from .errors import DownstreamError
+from .failures import breaker_refused, shed
+from .inflight import InFlightCall, InFlightCalls
+from .instruments import Instruments
+
+
+class Ticket:
+    """One admitted call: give it a verdict (or abandon it), then release it."""
+
+    __slots__ = ("admission", "call", "probe", "released", "settled")
+
+    def __init__(self, admission: Admission, call: InFlightCall, probe: bool) -> None:
+        self.admission = admission
+        self.call = call
+        self.probe = probe  # the breaker's half-open probe
+        self.settled = False
+        self.released = False
+
+    def succeeded(self) -> None:
+        self._verdict("ok", failed=False)
+
+    def failed(self, reason: str) -> None:
+        self._verdict(reason, failed=True)
+
+    def settle_error(self, exc: BaseException) -> None:
+        """The call raised ``exc``: a downstream's failure counts against it, a 404 for it; a
+        cancellation, a refused path or a bug in the caller is no verdict on the downstream."""
+        if isinstance(exc, DownstreamError) and exc.verdict != "none":
+            if exc.verdict == "failed":
+                self.failed(exc.reason)
+            else:
+                self.succeeded()
+            return
+        if self.settled:
+            return
+        self.settled = True
+        self.admission.breaker.record_cancelled(probe=self.probe)
+        if isinstance(exc, asyncio.CancelledError):
+            self.admission.instruments.outcome("cancelled")
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.admission.in_flight.finish(self.call)
+            self.admission.bulkhead.release()
+
+    def _verdict(self, reason: str, *, failed: bool) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        duration = time.monotonic() - self.call.started
+        breaker = self.admission.breaker
+        if failed:
+            breaker.record_failure(duration, probe=self.probe)
+        else:
+            breaker.record_success(duration, probe=self.probe)
+        self.admission.instruments.outcome(reason, duration)
+
+
+class Admission:
+    """Breaker first, then bulkhead: an open breaker refuses before anything queues, or calls
+    would wait for slots held by calls hanging on the very downstream that opened it."""
+
+    def __init__(
+        self,
+        name: str,
+        breaker: CircuitBreaker,
+        bulkhead: Bulkhead,
+        instruments: Instruments,
+        describe_pool: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.name = name
+        self.breaker = breaker
+        self.bulkhead = bulkhead
+        self.instruments = instruments
+        self.describe_pool = describe_pool
+        self.in_flight = InFlightCalls()
+
+    async def admit(self, method: str, route: str) -> Ticket:
+        """A ticket, or ``DownstreamUnavailable`` (shed, breaker open) before any I/O."""
+        try:
+            self.breaker.check_refusing()
+        except BreakerOpenError as exc:
+            raise self._refused(exc) from None
+        try:
+            await self.bulkhead.acquire()
+        except BulkheadFullError as exc:
+            self.instruments.outcome("shed")
+            self.instruments.exhausted("bulkhead_" + exc.reason, self.describe_pool)
+            raise shed(self.name, exc) from None
+        try:
+            probe = self.breaker.acquire()
+        except BreakerOpenError as exc:  # it opened while this call waited for its slot
+            self.bulkhead.release()
+            raise self._refused(exc) from None
+        return Ticket(self, self.in_flight.start(method, route), probe)
+
+    def _refused(self, exc: BreakerOpenError) -> DownstreamError:
+        self.instruments.outcome("breaker_open")
+        return breaker_refused(self.name, exc)

@@ -1,0 +1,79 @@
+"""Response bodies as the pipeline reads them: bounded, and with h2's errors seen as httpx's.
+
+- A body larger than the downstream's ``max_body_bytes`` stops being read at the first byte
+  past the limit (or at once, from its Content-Length): ``BodyTooLarge``, a 502, and this
+  process's memory is never the downstream's to fill. Streams (``Downstream.stream``) are
+  not bounded: a team streams precisely what is too big to hold.
+- httpcore maps h2's errors while it sends a request but not while it reads a body (1.0.9's
+  ``_read_incoming_data``): a frame arriving on a connection h2 has already closed escaped as
+  ``h2.exceptions.ProtocolError``, past every ``except httpx.HTTPError``, and became a 500.
+  Here it is ``httpx.RemoteProtocolError``, a broken connection like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from .httplib import httpx
+
+
+def _h2_errors() -> tuple[type[Exception], ...]:
+    try:
+        from h2.exceptions import H2Error
+    except ImportError:  # a bake without HTTP/2 has no h2 to raise anything
+        return ()
+    return (H2Error,)
+
+
+H2_ERRORS = _h2_errors()
+
+
+class BodyTooLarge(httpx.HTTPError):
+    """The response body passed the downstream's ``max_body_bytes``."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"response body larger than {max_bytes} bytes")
+        self.max_bytes = max_bytes
+
+
+def declared_length(content_length: str | None) -> int:
+    return int(content_length) if content_length and content_length.isdigit() else 0
+
+
+def as_http_error(exc: Exception, request: httpx.Request) -> httpx.RemoteProtocolError:
+    return httpx.RemoteProtocolError(f"HTTP/2 protocol error: {exc}", request=request)
+
+
+class CheckedBody(httpx.AsyncByteStream):
+    """Wraps a response's own stream; ``max_bytes=None`` leaves its size alone."""
+
+    __slots__ = ("checked", "declared", "max_bytes", "request")
+
+    def __init__(self, response: httpx.Response, max_bytes: int | None) -> None:
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+        self.checked = stream  # the library's own stream (``pool_internals`` looks inside it)
+        self.request = response.request
+        self.max_bytes = max_bytes
+        self.declared = response.headers.get("content-length")
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        max_bytes = self.max_bytes
+        if max_bytes is not None and declared_length(self.declared) > max_bytes:
+            raise BodyTooLarge(max_bytes)
+        received = 0
+        try:
+            async for chunk in self.checked:
+                if max_bytes is not None:
+                    received += len(chunk)
+                    if received > max_bytes:
+                        raise BodyTooLarge(max_bytes)
+                yield chunk
+        except H2_ERRORS as exc:
+            raise as_http_error(exc, self.request) from exc
+
+    async def aclose(self) -> None:
+        try:
+            await self.checked.aclose()
+        except H2_ERRORS as exc:
+            raise as_http_error(exc, self.request) from exc

@@ -1,0 +1,141 @@
+"""The one place a downstream's logs and metrics hang off.
+
+The pipeline calls these hooks and never structlog or prometheus_client itself, so what is
+recorded, and how often a failing downstream may write a line, is decided here (the shape of
+stamina's instrumentation hooks). Per-call events on failure paths go through a ``Throttle``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from .breaker import BreakerState
+from .config import ObservabilitySettings
+from .httplib import httpx
+from .inflight import InFlightCall, OpenStream
+from .metrics import DownstreamMetrics
+from .throttle import Throttle
+from .tracing import AttemptTrace
+
+log = structlog.get_logger("downstream")
+
+
+class Instruments:
+    """Counts, metrics and events of one downstream."""
+
+    def __init__(self, name: str, observability: ObservabilitySettings) -> None:
+        self.name = name
+        self.metrics = DownstreamMetrics(name)
+        self.outcomes: Counter[str] = Counter()
+        self.orphans_repaired = 0
+        self.debug_log = log.bind(downstream=name)  # bound once: a filtered-out debug() is a no-op
+        interval = observability.failure_log_interval_seconds
+        self.exhausted_throttle = Throttle(interval)
+        self.retry_throttle = Throttle(interval)
+        self.budget_throttle = Throttle(interval)
+        self.leak_throttle = Throttle(interval)
+
+    def outcome(self, reason: str, duration: float | None = None) -> None:
+        self.outcomes[reason] += 1
+        self.metrics.calls[reason].inc()
+        if duration is not None:
+            self.metrics.latency.observe(duration)
+
+    def exhausted(self, cause: str, describe: Callable[[], dict[str, Any]]) -> None:
+        """``downstream.pool.exhausted``: who holds the pool, at most once per interval."""
+        suppressed = self.exhausted_throttle.take()
+        if suppressed is not None:
+            log.warning(
+                "downstream.pool.exhausted",
+                downstream=self.name,
+                cause=cause,
+                suppressed_since_last=suppressed,
+                **describe(),
+            )
+
+    def attempt(
+        self,
+        request: httpx.Request,
+        call: InFlightCall,
+        response: httpx.Response,
+        trace: AttemptTrace | None,
+    ) -> None:
+        if trace is not None and trace.pool_wait is not None:
+            self.metrics.pool_wait.observe(trace.pool_wait)
+        self.debug_log.debug(
+            "downstream.request",
+            method=request.method,
+            route=call.route,
+            status=response.status_code,
+            attempt=call.attempt,
+            duration=round(time.monotonic() - call.started, 6),
+            pool_wait=None if trace is None else trace.pool_wait,
+            new_connection=None if trace is None else trace.connected,
+            http_version=response.http_version,
+        )
+
+    def repaired(self, cause: str, pool: dict[str, Any]) -> None:
+        self.orphans_repaired += 1
+        self.metrics.orphans_repaired.inc()
+        log.warning(
+            "downstream.pool.orphan_connection",
+            downstream=self.name,
+            action="closed",
+            cause=cause,
+            pool=pool,
+        )
+
+    def leaked(self, kind: str, stream: OpenStream) -> None:
+        self.metrics.leak(kind)
+        suppressed = self.leak_throttle.take()
+        if suppressed is not None:
+            log.warning(
+                "downstream.response.leaked",
+                downstream=self.name,
+                kind=kind,
+                suppressed_since_last=suppressed,
+                **stream.describe(time.monotonic()),
+            )
+
+    def retried(self, reason: str, attempt: int, delay: float) -> None:
+        """A retry is about to sleep: counted always, logged at most once per interval."""
+        self.metrics.retry(reason)
+        suppressed = self.retry_throttle.take()
+        if suppressed is not None:
+            log.info(
+                "downstream.retry",
+                downstream=self.name,
+                attempt=attempt,
+                reason=reason,
+                delay=round(delay, 4),
+                suppressed_since_last=suppressed,
+            )
+
+    def budget_exhausted(self) -> None:
+        self.metrics.budget_exhausted.inc()
+        suppressed = self.budget_throttle.take()
+        if suppressed is not None:
+            log.warning(
+                "downstream.retry.budget_exhausted",
+                downstream=self.name,
+                suppressed_since_last=suppressed,
+            )
+
+    def undrained(self, in_flight: int, oldest_calls: list[dict[str, Any]]) -> None:
+        log.warning(
+            "downstream.close.undrained",
+            downstream=self.name,
+            in_flight=in_flight,
+            oldest_calls=oldest_calls,
+        )
+
+    def breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
+        self.metrics.transition(new.value)
+        log.warning(
+            "downstream.breaker.state_changed", downstream=name, old=old.value, new=new.value
+        )

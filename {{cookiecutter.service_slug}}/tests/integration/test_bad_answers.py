@@ -1,0 +1,99 @@
+"""What a misbehaving downstream sends is a 502 naming it, and costs one log line, not one a call.
+
+Real fault server, real service on uvicorn; the log lines are the service's own JSON output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+
+from {{ cookiecutter.package_name }}.app import create_app
+from {{ cookiecutter.package_name }}.downstream.errors import DownstreamBadBody
+from {{ cookiecutter.package_name }}.downstream.httplib import httpx
+from {{ cookiecutter.package_name }}.settings import load_settings
+
+from loadtest.fault_server.harness import RunningFaultServer
+from tests.integration.conftest import log_events, one_downstream, running_service
+from tests.live import serve
+
+JSON_LOGS = {"log_format": "json"}
+CALLS = 60
+
+
+def statuses_and_reasons(url: str, path: str) -> list[tuple[int, str | None]]:
+    async def call_all() -> list[tuple[int, str | None]]:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            responses = await asyncio.gather(*(client.get(path) for _ in range(CALLS)))
+        return [(r.status_code, r.json().get("reason")) for r in responses]
+
+    return asyncio.run(call_all())
+
+
+def test_a_200_that_is_not_json_is_a_502_for_every_call(
+    fault: RunningFaultServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fault.set_fault("items", "malformed")
+    no_breaker = {"minimum_calls": 100_000}  # every call must reach the malformed downstream
+    with running_service(fault, JSON_LOGS, breaker=no_breaker) as (url, app):
+        answers = statuses_and_reasons(url, "/items/1")
+        catalog = app.state.downstreams["catalog"]
+        assert catalog.outcomes["bad_body"] == CALLS  # failures, for the breaker too
+    assert set(answers) == {(502, "bad_body")}
+    events = [e["event"] for e in log_events(capsys.readouterr().out)]
+    assert "request.unhandled_exception" not in events
+
+
+def test_a_failing_downstream_writes_one_warning_a_second_not_one_a_call(
+    fault: RunningFaultServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fault.set_fault("items", "error", error_rate=1.0, status=503)
+    no_budget = {"budget_ratio": 0.0, "budget_min_per_second": 0.0, "backoff_base": 0.001}
+    no_breaker = {"minimum_calls": 100_000}
+    with running_service(fault, JSON_LOGS, retry=no_budget, breaker=no_breaker) as (url, _):
+        answers = statuses_and_reasons(url, "/items/1")
+    assert set(answers) == {(503, "retry_budget")}
+    warnings = [
+        event
+        for event in log_events(capsys.readouterr().out)
+        if event["level"] in ("warning", "error")
+    ]
+    [exhausted] = [e for e in warnings if e["event"] == "downstream.retry.budget_exhausted"]
+    assert exhausted["suppressed_since_last"] == 0  # the first; the other 59 are counted next
+    assert len(warnings) == 1, warnings
+
+
+@pytest.mark.anyio
+async def test_a_body_over_the_limit_is_a_bad_body(fault: RunningFaultServer) -> None:
+    async with one_downstream(fault.base_url, max_body_bytes=64) as catalog:
+        with pytest.raises(DownstreamBadBody, match="larger than 64 bytes"):
+            await catalog.get("/items/1")  # its JSON is ~200 bytes
+        assert catalog.outcomes["bad_body"] == 1
+        assert catalog.bulkhead.in_flight == 0
+
+
+def test_an_unhandled_exception_logs_one_traceback_per_interval(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    app: FastAPI = create_app(load_settings(environment="development", log_format="json"))
+
+    @app.get("/broken/{n}")
+    async def broken(n: int) -> dict[str, Any]:
+        raise RuntimeError("a bug on every request")
+
+    with serve(app) as url:
+        answers = statuses_and_reasons(url, "/broken/1")
+    assert {status for status, _ in answers} == {500}
+    logged = [
+        event
+        for event in log_events(capsys.readouterr().out)
+        if event["event"] == "request.unhandled_exception"
+    ]
+    assert len(logged) == 1  # 60 calls within the default 1 s interval
+    [line] = logged
+    assert line["route"] == "/broken/{n}"
+    assert line["exception_type"] == "RuntimeError"
+    assert "a bug on every request" in line["exception"]  # the traceback, once

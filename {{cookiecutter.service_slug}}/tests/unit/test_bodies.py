@@ -1,0 +1,57 @@
+"""``CheckedBody`` stops reading at the first byte past the limit, with or without a length."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from {{ cookiecutter.package_name }}.downstream.bodies import BodyTooLarge, CheckedBody
+from {{ cookiecutter.package_name }}.downstream.httplib import httpx
+
+
+class Chunks(httpx.AsyncByteStream):
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = chunks
+        self.sent = 0
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            self.sent += 1
+            yield chunk
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def response_of(stream: Chunks, **headers: str) -> httpx.Response:
+    request = httpx.Request("GET", "http://127.0.0.1/items/1")
+    return httpx.Response(200, stream=stream, headers=headers, request=request)
+
+
+@pytest.mark.anyio
+async def test_an_unannounced_body_stops_at_the_chunk_past_the_limit() -> None:
+    stream = Chunks(b"x" * 6, b"x" * 6, b"x" * 6, b"x" * 6)
+    response = response_of(stream)
+    response.stream = CheckedBody(response, max_bytes=10)
+    with pytest.raises(BodyTooLarge):
+        await response.aread()
+    assert stream.sent == 2  # never read beyond the chunk that crossed the limit
+
+
+@pytest.mark.anyio
+async def test_a_declared_length_over_the_limit_reads_nothing() -> None:
+    stream = Chunks(b"x" * 100)
+    response = response_of(stream, **{"content-length": "100"})
+    response.stream = CheckedBody(response, max_bytes=10)
+    with pytest.raises(BodyTooLarge):
+        await response.aread()
+    assert stream.sent == 0
+
+
+@pytest.mark.anyio
+async def test_a_body_within_the_limit_is_read_whole() -> None:
+    response = response_of(Chunks(b"12345", b"67890"))
+    response.stream = CheckedBody(response, max_bytes=10)
+    assert await response.aread() == b"1234567890"
