@@ -49,7 +49,7 @@ class ServiceSettings:
     breaker_minimum_calls: int = 20
     breaker_open_s: float = 5.0
     breaker_open_max_s: float = 30.0
-    breaker_half_open_probes: int = 3
+    breaker_half_open_calls: int = 10
     budget_ratio: float = 0.2
     budget_min_per_second: float = 5.0
     budget_window_s: int = 10
@@ -64,7 +64,7 @@ class ServiceSettings:
             "BREAKER__MINIMUM_CALLS": self.breaker_minimum_calls,
             "BREAKER__OPEN_DURATION": self.breaker_open_s,
             "BREAKER__OPEN_DURATION_MAX": self.breaker_open_max_s,
-            "BREAKER__HALF_OPEN_PROBES": self.breaker_half_open_probes,
+            "BREAKER__HALF_OPEN_CALLS": self.breaker_half_open_calls,
             "RETRY__BUDGET_RATIO": self.budget_ratio,
             "RETRY__BUDGET_MIN_PER_SECOND": self.budget_min_per_second,
             "RETRY__BUDGET_WINDOW_SECONDS": self.budget_window_s,
@@ -369,15 +369,15 @@ def build_phases(
 
 
 # Time constants scaled down so each scenario plays out within a phase of a few seconds. One
-# half-open probe closes the breaker: with three, a breaker opened by the hang phase rarely
-# closes during the 50 % error phase, which then has too few calls to measure retries on.
+# half-open call decides: with more, a breaker opened by the hang phase rarely closes during
+# the 50 % error phase, which then has too few calls to measure retries on.
 QUICK_SERVICE: Final = ServiceSettings(
     deadline_s=1.0,
     breaker_window_s=3,
     breaker_minimum_calls=10,
     breaker_open_s=1.0,
     breaker_open_max_s=2.0,
-    breaker_half_open_probes=1,
+    breaker_half_open_calls=1,
     budget_min_per_second=1.0,
     budget_window_s=2,
 )

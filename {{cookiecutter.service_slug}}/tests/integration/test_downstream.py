@@ -29,7 +29,7 @@ from {{ cookiecutter.package_name }}.downstreams import Catalog, declared
 from {{ cookiecutter.package_name }}.settings import load_settings
 
 from loadtest.fault_server.harness import RunningFaultServer, serve_in_thread
-from tests.integration.conftest import one_downstream, running_service
+from tests.integration.conftest import log_events, one_downstream, running_service
 from tests.live import serve
 
 pytestmark = pytest.mark.slow
@@ -184,18 +184,44 @@ def test_open_breaker_fails_without_touching_the_network(fault: RunningFaultServ
     assert fault.stats()["total"] == 0
 
 
-def test_half_open_probes_close_the_breaker_again(fault: RunningFaultServer) -> None:
+def test_a_quiet_breaker_turns_half_open_by_itself_and_recovers_from_the_first_second(
+    fault: RunningFaultServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a fault and an open period with no traffic at all, the breaker is already
+    half-open, and renewed traffic at concurrency 10 succeeds from its first call."""
     fault.set_fault("items", "error", error_rate=1.0, status=500)
-    breaker = {"minimum_calls": 3, "open_duration": 0.3, "half_open_probes": 2}
-    with running_service(fault, breaker=breaker) as (url, app):
-        downstream = app.state.downstreams["catalog"]
+    breaker = {"minimum_calls": 3, "open_duration": 0.3, "half_open_calls": 10}
+    with running_service(fault, {"log_format": "json"}, breaker=breaker) as (url, app):
         for i in range(3):
             httpx.get(f"{url}/items/{i}")
-        assert downstream.breaker.state == "open"
         fault.clear_faults()
-        time.sleep(0.4)
-        assert [httpx.get(f"{url}/items/{i}").status_code for i in range(3)] == [200, 200, 200]
-        assert downstream.breaker.state == "closed"
+        time.sleep(0.5)  # quiet: no call, no read of the breaker
+        changes = [
+            (event["old"], event["new"])
+            for event in log_events(capsys.readouterr().out)
+            if event["event"] == "downstream.breaker.state_changed"
+        ]
+        assert changes == [("closed", "open"), ("open", "half_open")]
+        view = httpx.get(f"{url}/debug/downstreams").json()["catalog"]["breaker"]
+        assert view["state"] == "half_open"
+        statuses = asyncio.run(traffic(url, callers=10, seconds=1.0))
+        assert app.state.downstreams["catalog"].breaker.state == "closed"
+    assert len(statuses) >= 50
+    assert statuses.count(200) / len(statuses) >= 0.99, statuses
+
+
+async def traffic(url: str, *, callers: int, seconds: float) -> list[int]:
+    """``callers`` clients calling back to back for ``seconds``; every status, in order."""
+    statuses: list[int] = []
+    give_up = time.monotonic() + seconds
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+
+        async def caller(n: int) -> None:
+            while time.monotonic() < give_up:
+                statuses.append((await client.get(f"/items/{n}")).status_code)
+
+        await asyncio.gather(*(caller(n) for n in range(callers)))
+    return statuses
 
 
 @pytest.mark.anyio

@@ -1,12 +1,14 @@
-"""CircuitBreaker: rate-based opening, single-flight half-open, backoff and manual states."""
+"""CircuitBreaker: rate-based opening, timed half-open with permitted calls, manual states."""
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from {{ cookiecutter.package_name }}.downstream.breaker import (
+    NOT_A_PROBE,
     BreakerOpenError,
     BreakerState,
     CircuitBreaker,
@@ -39,19 +41,40 @@ CONFIG = BreakerSettings(
     slow_call_duration=1.0,
     open_duration=5.0,
     open_duration_max=20.0,
-    half_open_probes=2,
+    half_open_calls=2,
 )
 
 Change = tuple[str, BreakerState, BreakerState]
 
 
-def make_breaker(clock: FakeClock, **overrides: Any) -> tuple[CircuitBreaker, list[Change]]:
+class FakeTimers:
+    """``loop.call_later`` for a FakeClock: timers fire when the test advances past them."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.pending: list[tuple[float, Callable[[], None]]] = []
+
+    def __call__(self, delay: float, callback: Callable[[], None]) -> None:
+        self.pending.append((self.clock.now + delay, callback))
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        due = [t for t in self.pending if t[0] <= self.clock.now]
+        self.pending = [t for t in self.pending if t[0] > self.clock.now]
+        for _, callback in sorted(due, key=lambda t: t[0]):
+            callback()
+
+
+def make_breaker(
+    clock: FakeClock, *, timers: FakeTimers | None = None, **overrides: Any
+) -> tuple[CircuitBreaker, list[Change]]:
     changes: list[Change] = []
     breaker = CircuitBreaker(
         "catalog",
         CONFIG.model_copy(update=overrides),
         clock=clock,
         on_state_change=lambda name, old, new: changes.append((name, old, new)),
+        schedule=timers,
     )
     return breaker, changes
 
@@ -64,11 +87,11 @@ def state_of(breaker: CircuitBreaker) -> BreakerState:
 
 def call(breaker: CircuitBreaker, *, ok: bool, duration: float = FAST) -> None:
     """One normal call through a breaker that admits it."""
-    assert breaker.acquire() is False
+    assert breaker.acquire() == NOT_A_PROBE
     if ok:
-        breaker.record_success(duration, probe=False)
+        breaker.record_success(duration, probe=NOT_A_PROBE)
     else:
-        breaker.record_failure(duration, probe=False)
+        breaker.record_failure(duration, probe=NOT_A_PROBE)
 
 
 def trip(breaker: CircuitBreaker) -> None:
@@ -128,63 +151,62 @@ def test_error_copies_like_pickling_and_reads_well() -> None:
 def test_calls_settled_while_open_are_ignored() -> None:
     breaker, _ = make_breaker(FakeClock())
     for _ in range(3):
-        assert breaker.acquire() is False  # admitted while still closed
+        assert breaker.acquire() == NOT_A_PROBE  # admitted while still closed
     trip(breaker)
     for _ in range(3):
-        breaker.record_success(FAST, probe=False)
+        breaker.record_success(FAST, probe=NOT_A_PROBE)
     assert breaker.snapshot().calls == 4
 
 
-def test_first_call_after_open_period_is_the_only_probe() -> None:
+def test_the_open_period_ending_turns_half_open_with_no_call() -> None:
     clock = FakeClock()
-    breaker, changes = make_breaker(clock)
+    timers = FakeTimers(clock)
+    breaker, changes = make_breaker(clock, timers=timers)
     trip(breaker)
-    clock.advance(5.0)
-    assert breaker.snapshot().seconds_until_half_open == 0.0
-    assert breaker.acquire() is True
-    assert state_of(breaker) is BreakerState.HALF_OPEN
-    clock.advance(1.0)
-    with pytest.raises(BreakerOpenError) as caught:
-        breaker.acquire()
-    assert caught.value.state is BreakerState.HALF_OPEN
-    assert caught.value.retry_after == pytest.approx(4.0)  # the probe's lease: one open period
+    timers.advance(4.9)
+    assert changes[-1][2] is BreakerState.OPEN
+    timers.advance(0.1)  # the timer, not a call or a read, makes the transition
     assert changes[-1] == ("catalog", BreakerState.OPEN, BreakerState.HALF_OPEN)
+    assert breaker.snapshot().seconds_until_half_open == 0.0
 
 
-def test_probe_never_settled_cannot_wedge_the_breaker() -> None:
+def test_without_a_timer_the_next_read_or_call_turns_half_open() -> None:
     clock = FakeClock()
     breaker, _ = make_breaker(clock)
     trip(breaker)
     clock.advance(5.0)
-    assert breaker.acquire() is True  # this probe is lost: nobody settles it
-    clock.advance(4.9)
-    with pytest.raises(BreakerOpenError):
+    assert breaker.snapshot().state is BreakerState.HALF_OPEN
+
+
+def test_half_open_lets_its_calls_through_at_once_and_refuses_beyond_them() -> None:
+    clock = FakeClock()
+    breaker, _ = make_breaker(clock)
+    trip(breaker)
+    clock.advance(5.0)
+    permits = [breaker.acquire(), breaker.acquire()]
+    assert permits[0] == permits[1] != NOT_A_PROBE
+    with pytest.raises(BreakerOpenError) as caught:
         breaker.acquire()
-    clock.advance(0.1)
-    assert breaker.acquire() is True  # the lease ran out: a new probe goes through
-    breaker.record_success(FAST, probe=True)
-    assert breaker.acquire() is True
-    breaker.record_success(FAST, probe=True)
-    assert state_of(breaker) is BreakerState.CLOSED
+    assert caught.value.state is BreakerState.HALF_OPEN
+    assert breaker.snapshot().half_open_calls == 2
 
 
-def test_consecutive_probe_successes_close_and_clear_the_window() -> None:
+def test_permitted_calls_succeeding_close_and_clear_the_window() -> None:
     clock = FakeClock()
     breaker, changes = make_breaker(clock)
     trip(breaker)
     clock.advance(5.0)
-    assert breaker.acquire() is True
-    breaker.record_success(FAST, probe=True)
-    assert state_of(breaker) is BreakerState.HALF_OPEN  # 1 of 2 probes
-    assert breaker.acquire() is True  # the slot is free again
-    breaker.record_success(FAST, probe=True)
+    permit = breaker.acquire()
+    breaker.record_success(FAST, probe=permit)
+    assert state_of(breaker) is BreakerState.HALF_OPEN  # 1 of 2 settled
+    breaker.record_success(FAST, probe=breaker.acquire())
     assert state_of(breaker) is BreakerState.CLOSED
     snapshot = breaker.snapshot()
     assert (snapshot.calls, snapshot.failures, snapshot.transitions) == (0, 0, 3)
     assert changes[-1] == ("catalog", BreakerState.HALF_OPEN, BreakerState.CLOSED)
 
 
-def test_failed_probe_reopens_with_doubled_duration_up_to_the_cap() -> None:
+def test_a_failure_rate_over_the_threshold_reopens_doubled_up_to_the_cap() -> None:
     clock = FakeClock()
     breaker, _ = make_breaker(clock)
     trip(breaker)
@@ -192,8 +214,7 @@ def test_failed_probe_reopens_with_doubled_duration_up_to_the_cap() -> None:
     elapsed = 5.0
     for duration in expected:
         clock.advance(elapsed)
-        assert breaker.acquire() is True
-        breaker.record_failure(FAST, probe=True)
+        breaker.record_failure(FAST, probe=breaker.acquire())  # 1 of 2: 50 %, the threshold
         assert state_of(breaker) is BreakerState.OPEN
         snapshot = breaker.snapshot()
         assert snapshot.current_open_duration == duration
@@ -205,13 +226,40 @@ def test_failed_probe_reopens_with_doubled_duration_up_to_the_cap() -> None:
         elapsed = 0.5
 
 
-def test_slow_probe_success_reopens() -> None:
+def test_a_settled_half_open_call_hands_its_permit_to_the_next_caller() -> None:
+    clock = FakeClock()
+    breaker, _ = make_breaker(clock, half_open_calls=3)
+    trip(breaker)
+    clock.advance(5.0)
+    permits = [breaker.acquire() for _ in range(3)]
+    breaker.record_success(FAST, probe=permits[0])
+    breaker.record_success(FAST, probe=breaker.acquire())  # 3 in flight again, then 2
+    breaker.record_success(FAST, probe=permits[1])  # the third verdict: closed
+    assert state_of(breaker) is BreakerState.CLOSED
+    breaker.record_failure(FAST, probe=permits[2])  # settled after the verdict: moot
+    assert state_of(breaker) is BreakerState.CLOSED
+
+
+def test_one_failure_among_ten_half_open_calls_still_closes() -> None:
+    clock = FakeClock()
+    breaker, _ = make_breaker(clock, half_open_calls=10)
+    trip(breaker)
+    clock.advance(5.0)
+    permits = [breaker.acquire() for _ in range(10)]
+    breaker.record_failure(FAST, probe=permits[0])
+    for permit in permits[1:]:
+        breaker.record_success(FAST, probe=permit)
+    assert state_of(breaker) is BreakerState.CLOSED
+
+
+def test_slow_permitted_calls_reopen() -> None:
     clock = FakeClock()
     breaker, _ = make_breaker(clock)
     trip(breaker)
     clock.advance(5.0)
-    assert breaker.acquire() is True
-    breaker.record_success(SLOW, probe=True)
+    permits = [breaker.acquire(), breaker.acquire()]
+    for permit in permits:
+        breaker.record_success(SLOW, probe=permit)  # every call slow: slow rate 1.0
     assert state_of(breaker) is BreakerState.OPEN
     assert breaker.snapshot().current_open_duration == 10.0
 
@@ -221,31 +269,53 @@ def test_close_resets_the_backoff() -> None:
     breaker, _ = make_breaker(clock)
     trip(breaker)
     clock.advance(5.0)
-    breaker.acquire()
-    breaker.record_failure(FAST, probe=True)  # open for 10 s
+    breaker.record_failure(FAST, probe=breaker.acquire())  # open for 10 s
     clock.advance(10.0)
-    for _ in range(2):
-        assert breaker.acquire() is True
-        breaker.record_success(FAST, probe=True)
+    for permit in [breaker.acquire(), breaker.acquire()]:
+        breaker.record_success(FAST, probe=permit)
     assert state_of(breaker) is BreakerState.CLOSED
     assert breaker.snapshot().current_open_duration == 5.0
     trip(breaker)
     assert breaker.snapshot().seconds_until_half_open == pytest.approx(5.0)
 
 
-def test_cancelled_probe_frees_the_slot_without_a_verdict() -> None:
+def test_a_cancelled_permitted_call_frees_its_permit_without_a_verdict() -> None:
     clock = FakeClock()
     breaker, _ = make_breaker(clock)
     trip(breaker)
     clock.advance(5.0)
-    assert breaker.acquire() is True
-    breaker.record_success(FAST, probe=True)
-    assert breaker.acquire() is True
-    breaker.record_cancelled(probe=True)
+    first, second = breaker.acquire(), breaker.acquire()
+    breaker.record_success(FAST, probe=first)
+    breaker.record_cancelled(probe=second)
     assert state_of(breaker) is BreakerState.HALF_OPEN
-    assert breaker.acquire() is True  # the slot came back
-    breaker.record_success(FAST, probe=True)  # second consecutive success: the count held
+    breaker.record_success(FAST, probe=breaker.acquire())  # the permit came back
     assert state_of(breaker) is BreakerState.CLOSED
+
+
+def test_a_verdict_from_an_earlier_half_open_period_is_ignored() -> None:
+    clock = FakeClock()
+    breaker, _ = make_breaker(clock)
+    trip(breaker)
+    clock.advance(5.0)
+    late = breaker.acquire()
+    breaker.record_failure(FAST, probe=breaker.acquire())  # reopens for 10 s
+    clock.advance(10.0)
+    assert state_of(breaker) is BreakerState.HALF_OPEN
+    breaker.record_success(FAST, probe=late)  # belongs to the first period: no count
+    breaker.record_success(FAST, probe=breaker.acquire())
+    assert state_of(breaker) is BreakerState.HALF_OPEN  # 1 of 2 in this period
+
+
+def test_half_open_max_wait_reopens_when_permitted_calls_hang() -> None:
+    clock = FakeClock()
+    timers = FakeTimers(clock)
+    breaker, _ = make_breaker(clock, timers=timers, half_open_max_wait=2.0)
+    trip(breaker)
+    timers.advance(5.0)
+    breaker.acquire()  # hangs: never settled
+    timers.advance(2.0)
+    assert state_of(breaker) is BreakerState.OPEN
+    assert breaker.snapshot().current_open_duration == 10.0
 
 
 def test_slow_successes_count_as_slow_not_failed() -> None:
@@ -328,7 +398,7 @@ def test_forced_open_refuses_until_reset() -> None:
     assert caught.value.retry_after == 5.0
     assert breaker.snapshot().seconds_until_half_open == 0.0
     breaker.reset()
-    assert breaker.acquire() is False
+    assert breaker.acquire() == NOT_A_PROBE
     assert changes == [
         ("catalog", BreakerState.CLOSED, BreakerState.FORCED_OPEN),
         ("catalog", BreakerState.FORCED_OPEN, BreakerState.CLOSED),
@@ -354,17 +424,16 @@ def test_metrics_only_records_but_never_opens() -> None:
     assert (snapshot.calls, snapshot.failure_rate) == (50, 1.0)
 
 
-def test_reset_clears_window_backoff_and_probe() -> None:
+def test_reset_clears_window_backoff_and_half_open() -> None:
     clock = FakeClock()
     breaker, _ = make_breaker(clock)
     trip(breaker)
     clock.advance(5.0)
-    breaker.acquire()
-    breaker.record_failure(FAST, probe=True)  # backoff doubled to 10 s
+    breaker.record_failure(FAST, probe=breaker.acquire())  # backoff doubled to 10 s
     clock.advance(10.0)
-    assert breaker.acquire() is True  # probe in flight
+    permit = breaker.acquire()  # in flight
     breaker.reset()
-    breaker.record_failure(FAST, probe=True)  # the overtaken probe's verdict is moot
+    breaker.record_failure(FAST, probe=permit)  # the overtaken call's verdict is moot
     snapshot = breaker.snapshot()
     assert snapshot.state is BreakerState.CLOSED
     assert (snapshot.calls, snapshot.current_open_duration) == (0, 5.0)
@@ -386,16 +455,15 @@ def test_hook_errors_do_not_break_the_breaker() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker(
         "catalog",
-        BreakerSettings(minimum_calls=1, open_duration=1.0, half_open_probes=1),
+        BreakerSettings(minimum_calls=1, open_duration=1.0, half_open_calls=1),
         clock=clock,
         on_state_change=broken_hook,
     )
     breaker.acquire()
-    breaker.record_failure(FAST, probe=False)
+    breaker.record_failure(FAST, probe=NOT_A_PROBE)
     assert state_of(breaker) is BreakerState.OPEN
     clock.advance(1.0)
-    assert breaker.acquire() is True
-    breaker.record_success(FAST, probe=True)
+    breaker.record_success(FAST, probe=breaker.acquire())
     assert state_of(breaker) is BreakerState.CLOSED
     assert breaker.snapshot().transitions == 3
 
@@ -431,7 +499,8 @@ def test_failure_statuses(status_code: int, failed: bool) -> None:
         {"slow_call_rate_threshold": 0.0},
         {"open_duration": 0.0},
         {"open_duration": 10.0, "open_duration_max": 5.0},
-        {"half_open_probes": 0},
+        {"half_open_calls": 0},
+        {"half_open_max_wait": -1.0},
     ],
 )
 def test_config_refuses_nonsense(overrides: dict[str, Any]) -> None:
@@ -439,17 +508,17 @@ def test_config_refuses_nonsense(overrides: dict[str, Any]) -> None:
         BreakerSettings(**overrides)
 
 
-def test_check_refusing_mirrors_acquire_without_changing_state() -> None:
+def test_check_refusing_mirrors_acquire() -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker("x", BreakerSettings(minimum_calls=1, open_duration=5.0), clock=clock)
+    config = BreakerSettings(minimum_calls=1, open_duration=5.0, half_open_calls=1)
+    breaker = CircuitBreaker("x", config, clock=clock)
     breaker.check_refusing()  # closed: nothing to refuse
-    breaker.record_failure(0.01, probe=False)
+    breaker.record_failure(0.01, probe=NOT_A_PROBE)
     assert breaker.state == "open"
     with pytest.raises(BreakerOpenError):
         breaker.check_refusing()
     clock.advance(6.0)
-    breaker.check_refusing()  # due for a probe: not refused, and still OPEN until acquire()
-    assert breaker.state == "open"
-    assert breaker.acquire() is True
+    breaker.check_refusing()  # the open period is over: not refused
+    assert breaker.acquire() != NOT_A_PROBE
     with pytest.raises(BreakerOpenError):
-        breaker.check_refusing()  # the probe is in flight
+        breaker.check_refusing()  # the one permitted call is in flight

@@ -26,10 +26,10 @@ class Ticket:
 
     __slots__ = ("admission", "call", "probe", "released", "settled")
 
-    def __init__(self, admission: Admission, call: InFlightCall, probe: bool) -> None:
+    def __init__(self, admission: Admission, call: InFlightCall, probe: int) -> None:
         self.admission = admission
         self.call = call
-        self.probe = probe  # the breaker's half-open probe
+        self.probe = probe  # the breaker's half-open permit, or NOT_A_PROBE
         self.settled = False
         self.released = False
 

@@ -4,15 +4,18 @@ Why it exists: a downstream failing 40 % of its calls needs shedding as much as 
 failing ten calls in a row, and a count of consecutive failures sees only the second.
 No maintained asyncio breaker counts rates: pybreaker has no asyncio support and takes
 thread locks, aiobreaker was abandoned in 2021, purgatory and circuitbreaker count
-consecutive failures only. This one follows Resilience4j (failure and slow-call rate
-thresholds, a minimum number of calls, manual states) and lets one half-open probe
-through at a time, as Polly and Finagle do, so a recovering downstream is not hit by a
-stampede.
+consecutive failures only. This one follows Resilience4j: failure and slow-call rate
+thresholds over a minimum number of calls, manual states, an automatic open -> half-open
+transition when the open period ends (with or without traffic), a number of half-open calls
+in flight at once whose first ``half_open_calls`` verdicts close or reopen it, and an
+optional maximum wait in half-open. Differences from Resilience4j and Polly are in the README.
 
 Its tuning is ``config.BreakerSettings``, the one place its defaults and bounds are written.
 
 No method awaits or locks: each runs to completion within one event-loop step, so one
-breaker is safe for every task on a loop, but it is not thread-safe.
+breaker is safe for every task on a loop, but it is not thread-safe. Timed transitions use
+the ``schedule`` callable it is given (``loop.call_later``); without one they happen on the
+next call or read.
 """
 
 import contextlib
@@ -42,14 +45,19 @@ _FORCED_OPEN = BreakerState.FORCED_OPEN
 _METRICS_ONLY = BreakerState.METRICS_ONLY
 
 StateChangeHook = Callable[[str, BreakerState, BreakerState], None]
+Schedule = Callable[[float, Callable[[], None]], object]
+
+#: What ``acquire`` returns for a call admitted while closed: no half-open permit.
+NOT_A_PROBE = 0
 
 
 class BreakerOpenError(Exception):
     """The breaker refused the call before any I/O was done.
 
-    ``retry_after`` is the number of seconds until a probe may be let through: the rest
-    of the open period in OPEN; in HALF_OPEN, at most that long (the probe in flight may
-    settle sooner); ``open_duration`` in FORCED_OPEN, which only a manual reset ends.
+    ``retry_after`` is the number of seconds until a call may be let through: the rest
+    of the open period in OPEN; in HALF_OPEN with every permit taken, about how long the
+    permitted calls take to decide; ``open_duration`` in FORCED_OPEN, which only a manual
+    reset ends.
     """
 
     def __init__(self, name: str, retry_after: float, state: BreakerState) -> None:
@@ -76,6 +84,8 @@ class BreakerSnapshot:
     slow_call_rate: float
     seconds_until_half_open: float
     """Rest of the open period; 0.0 in every state but OPEN."""
+    half_open_calls: int
+    """Half-open calls in flight now; 0 in every other state."""
     transitions: int
     current_open_duration: float
     """Length of the current (or next) open period, after backoff."""
@@ -84,22 +94,25 @@ class BreakerSnapshot:
 class CircuitBreaker:
     """Failure-rate circuit breaker for one downstream.
 
-    Every admitted call must be settled exactly once with the flag acquire() returned::
+    Every admitted call must be settled exactly once with the permit acquire() returned::
 
-        probe = breaker.acquire()  # raises BreakerOpenError when cut off
+        permit = breaker.acquire()  # raises BreakerOpenError when cut off
         started = clock()
         try:
             response = await send()
         except asyncio.CancelledError:
-            breaker.record_cancelled(probe=probe)
+            breaker.record_cancelled(probe=permit)
             raise
         except Exception:
-            breaker.record_failure(clock() - started, probe=probe)
+            breaker.record_failure(clock() - started, probe=permit)
             raise
         if is_failure_status(response.status_code):
-            breaker.record_failure(clock() - started, probe=probe)
+            breaker.record_failure(clock() - started, probe=permit)
         else:
-            breaker.record_success(clock() - started, probe=probe)
+            breaker.record_success(clock() - started, probe=permit)
+
+    A permit is ``NOT_A_PROBE`` for calls admitted while closed, else the number of the
+    half-open period it belongs to: a late verdict from an earlier period is ignored.
     """
 
     __slots__ = (
@@ -110,12 +123,16 @@ class CircuitBreaker:
         "_clock",
         "_config",
         "_failures",
+        "_half_open_done",
+        "_half_open_failures",
+        "_half_open_in_flight",
+        "_half_open_slow",
         "_newest_second",
         "_next_probe_at",
         "_on_state_change",
         "_open_duration",
-        "_probe_in_flight",
-        "_probe_successes",
+        "_period",
+        "_schedule",
         "_slow_calls",
         "_state",
         "_transitions",
@@ -129,18 +146,22 @@ class CircuitBreaker:
         *,
         clock: Callable[[], float] = time.monotonic,
         on_state_change: StateChangeHook | None = None,
+        schedule: Schedule | None = None,
     ) -> None:
         self.name = name
         self._config = config
         self._clock = clock
         self._on_state_change = on_state_change
+        self._schedule = schedule
         self._state = _CLOSED
         self._transitions = 0
         self._open_duration = config.open_duration
-        self._next_probe_at = 0.0  # end of the open period, or of the probe's lease
-        # Probe bookkeeping matters only in HALF_OPEN, which acquire() enters by setting it.
-        self._probe_in_flight = False
-        self._probe_successes = 0
+        self._next_probe_at = 0.0  # end of the open period
+        self._period = 0  # numbers half-open periods; a permit carries its period's number
+        self._half_open_in_flight = 0
+        self._half_open_done = 0
+        self._half_open_failures = 0
+        self._half_open_slow = 0
         # Ring of one-second buckets, index = second % window_seconds. Running totals
         # make each record O(1); buckets expire lazily, when the clock has moved on.
         self._bucket_calls = [0] * config.window_seconds
@@ -153,70 +174,57 @@ class CircuitBreaker:
 
     @property
     def state(self) -> BreakerState:
+        self._half_open_if_due()
         return self._state
 
     def check_refusing(self) -> None:
-        """Raise BreakerOpenError if ``acquire`` would refuse now, changing nothing.
+        """Raise BreakerOpenError if ``acquire`` would refuse now, changing nothing else.
 
         Lets a caller refuse before it queues for anything else (a bulkhead slot held by
-        calls to the very downstream that opened the breaker).
+        calls to the very downstream that opened it).
         """
         state = self._state
         if state is _CLOSED:
             return
-        if state is _FORCED_OPEN:
-            raise BreakerOpenError(self.name, self._config.open_duration, state)
-        if state is _OPEN or (state is _HALF_OPEN and self._probe_in_flight):
-            retry_after = self._next_probe_at - self._clock()
-            if retry_after > 0.0:
-                raise BreakerOpenError(self.name, retry_after, state)
+        self._refuse_if_cut_off(state, self._clock())
 
-    def acquire(self) -> bool:
-        """Admit one call; True means it is the half-open probe.
+    def acquire(self) -> int:
+        """Admit one call and return its permit (see the class docstring).
 
-        Raises BreakerOpenError when OPEN, FORCED_OPEN, or HALF_OPEN with the probe
-        already in flight. The first call after the open period becomes the probe.
+        Raises BreakerOpenError when OPEN, FORCED_OPEN, or HALF_OPEN with ``half_open_calls``
+        calls in flight. When the open period has ended, OPEN turns HALF_OPEN here if no
+        timer did it first.
         """
         state = self._state
         if state is _CLOSED:
-            return False
-        if state is _OPEN or state is _HALF_OPEN:
-            now = self._clock()
-            if state is _OPEN or self._probe_in_flight:
-                retry_after = self._next_probe_at - now
-                if retry_after > 0.0:
-                    raise BreakerOpenError(self.name, retry_after, state)
-            # The probe holds its slot for one open duration at most, so a probe that is
-            # never settled (a caller's bug) cannot wedge the breaker half-open.
-            self._probe_in_flight = True
-            self._next_probe_at = now + self._open_duration
-            if state is _OPEN:
-                self._probe_successes = 0
-                self._set_state(_HALF_OPEN)
-            return True
-        if state is _FORCED_OPEN:
-            raise BreakerOpenError(self.name, self._config.open_duration, state)
-        return False  # DISABLED or METRICS_ONLY
+            return NOT_A_PROBE
+        now = self._clock()
+        self._refuse_if_cut_off(state, now)
+        if self._state is _HALF_OPEN:
+            self._half_open_in_flight += 1
+            return self._period
+        return NOT_A_PROBE  # DISABLED or METRICS_ONLY
 
-    def record_success(self, duration: float, *, probe: bool) -> None:
+    def record_success(self, duration: float, *, probe: int) -> None:
         """Settle a call that got a usable answer; a slow one counts as slow."""
         slow = duration >= self._config.slow_call_duration
         if probe:
-            self._settle_probe(healthy=not slow)
+            self._settle_half_open(probe, failed=False, slow=slow)
         else:
             self._record(failed=False, slow=slow)
 
-    def record_failure(self, duration: float, *, probe: bool) -> None:
+    def record_failure(self, duration: float, *, probe: int) -> None:
         """Settle a call that failed (error, timeout, or is_failure_status)."""
+        slow = duration >= self._config.slow_call_duration
         if probe:
-            self._settle_probe(healthy=False)
+            self._settle_half_open(probe, failed=True, slow=slow)
         else:
-            self._record(failed=True, slow=duration >= self._config.slow_call_duration)
+            self._record(failed=True, slow=slow)
 
-    def record_cancelled(self, *, probe: bool) -> None:
-        """Settle a cancelled call: no verdict, but it frees the probe slot."""
-        if probe and self._state is _HALF_OPEN:
-            self._probe_in_flight = False
+    def record_cancelled(self, *, probe: int) -> None:
+        """Settle a cancelled call: no verdict, but its half-open permit is free again."""
+        if probe and probe == self._period and self._state is _HALF_OPEN:
+            self._half_open_in_flight -= 1
 
     def force_open(self) -> None:
         """Refuse every call until reset(), e.g. during a downstream's maintenance."""
@@ -235,6 +243,7 @@ class CircuitBreaker:
         self._close()
 
     def snapshot(self) -> BreakerSnapshot:
+        self._half_open_if_due()
         now = self._clock()
         self._expire_buckets(int(now))
         calls = self._calls
@@ -248,9 +257,22 @@ class CircuitBreaker:
             failure_rate=self._failures / calls if calls else 0.0,
             slow_call_rate=self._slow_calls / calls if calls else 0.0,
             seconds_until_half_open=until_half_open,
+            half_open_calls=self._half_open_in_flight if state is _HALF_OPEN else 0,
             transitions=self._transitions,
             current_open_duration=self._open_duration,
         )
+
+    def _refuse_if_cut_off(self, state: BreakerState, now: float) -> None:
+        if state is _FORCED_OPEN:
+            raise BreakerOpenError(self.name, self._config.open_duration, state)
+        if state is _OPEN:
+            retry_after = self._next_probe_at - now
+            if retry_after > 0.0:
+                raise BreakerOpenError(self.name, retry_after, state)
+            self._half_open()
+        elif state is _HALF_OPEN and self._half_open_in_flight >= self._config.half_open_calls:
+            # As many calls in flight as half-open permits at once: one settles within a deadline.
+            raise BreakerOpenError(self.name, 1.0, state)
 
     def _record(self, *, failed: bool, slow: bool) -> None:
         state = self._state
@@ -279,22 +301,53 @@ class CircuitBreaker:
         ):
             self._open()
 
-    def _settle_probe(self, *, healthy: bool) -> None:
-        if self._state is not _HALF_OPEN:
-            return  # a manual transition overtook the probe: its verdict is moot
-        self._probe_in_flight = False
-        if not healthy:
-            doubled = self._open_duration * 2.0
-            self._open_duration = min(doubled, self._config.open_duration_max)
-            self._open()
-            return
-        self._probe_successes += 1
-        if self._probe_successes >= self._config.half_open_probes:
+    def _settle_half_open(self, probe: int, *, failed: bool, slow: bool) -> None:
+        """Count a permitted call; once ``half_open_calls`` have settled, their rates close or
+        reopen the breaker (a settled call's permit goes to the next caller meanwhile)."""
+        if probe != self._period or self._state is not _HALF_OPEN:
+            return  # a manual transition or an earlier period's call: its verdict is moot
+        self._half_open_in_flight -= 1
+        self._half_open_done += 1
+        self._half_open_failures += failed
+        self._half_open_slow += slow
+        done = self._half_open_done
+        config = self._config
+        if (
+            self._half_open_failures / config.half_open_calls >= config.failure_rate_threshold
+            or self._half_open_slow / config.half_open_calls >= config.slow_call_rate_threshold
+        ):
+            self._reopen()  # the rest cannot bring the rates back under the thresholds
+        elif done >= config.half_open_calls:
             self._close()
+
+    def _reopen(self) -> None:
+        self._open_duration = min(self._open_duration * 2.0, self._config.open_duration_max)
+        self._open()
 
     def _open(self) -> None:
         self._next_probe_at = self._clock() + self._open_duration
         self._set_state(_OPEN)
+        if self._schedule is not None:
+            self._schedule(self._open_duration, self._half_open_if_due)
+
+    def _half_open_if_due(self) -> None:
+        if self._state is _OPEN and self._clock() >= self._next_probe_at:
+            self._half_open()
+
+    def _half_open(self) -> None:
+        self._period += 1
+        self._half_open_in_flight = self._half_open_done = 0
+        self._half_open_failures = self._half_open_slow = 0
+        self._set_state(_HALF_OPEN)
+        max_wait = self._config.half_open_max_wait
+        if max_wait and self._schedule is not None:
+            period = self._period
+            self._schedule(max_wait, lambda: self._half_open_expired(period))
+
+    def _half_open_expired(self, period: int) -> None:
+        """Still half-open after ``half_open_max_wait``: its calls hang, so reopen."""
+        if self._state is _HALF_OPEN and self._period == period:
+            self._reopen()
 
     def _close(self) -> None:
         self._clear_window(int(self._clock()))

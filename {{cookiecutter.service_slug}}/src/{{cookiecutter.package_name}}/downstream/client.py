@@ -56,6 +56,10 @@ def _as_is(response: httpx.Response) -> httpx.Response:
     return response
 
 
+def _call_later(delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+    return asyncio.get_running_loop().call_later(delay, callback)
+
+
 class Downstream:
     """The only way route code talks to a downstream; get one with ``Depends``."""
 
@@ -77,7 +81,10 @@ class Downstream:
         self.instruments = Instruments(name, self.observability)
         self.bulkhead = Bulkhead(name, settings.bulkhead)
         self.breaker = CircuitBreaker(
-            name, settings.breaker, on_state_change=self.instruments.breaker_changed
+            name,
+            settings.breaker,
+            on_state_change=self.instruments.breaker_changed,
+            schedule=_call_later,  # open -> half-open when the period ends, traffic or not
         )
         self.admission = Admission(name, self.breaker, self.bulkhead, self.instruments, self.busy)
         self.budget = RetryBudget(settings.retry)

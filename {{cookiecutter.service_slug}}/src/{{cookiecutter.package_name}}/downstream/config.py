@@ -107,7 +107,11 @@ class BreakerSettings(Group):
     slow_call_rate_threshold: float = Field(default=1.0, gt=0, le=1)
     open_duration: float = Field(default=5.0, gt=0, le=600)
     open_duration_max: float = Field(default=30.0, gt=0, le=3600)
-    half_open_probes: int = Field(default=3, ge=1, le=100)
+    # Calls let through at once when the open period ends; once they have all settled, their
+    # failure and slow rates close the breaker or reopen it (Resilience4j's default is 10).
+    half_open_calls: int = Field(default=10, ge=1, le=1000)
+    # Reopen when still half-open this long (its calls hang); 0: wait for their verdict.
+    half_open_max_wait: float = Field(default=0.0, ge=0, le=3600)
 
     @model_validator(mode="after")
     def cap_above_base(self) -> Self:
