@@ -303,7 +303,9 @@ def start_service(
         env = child_env(LOADTEST_PORT=str(port), LOADTEST_DOWNSTREAM_URL=fault_url)
     else:
         argv, env = package_command(args, profile, port, fault_url, run_dir)
-    child = processes.start("service", argv, env=env, cwd=run_dir, log_path=run_dir / "service.log")
+    child = processes.start(
+        "service", argv, env=env, cwd=run_dir, log_path=run_dir / probes.SERVICE_LOG
+    )
     stack.callback(child.stop, STOP_GRACE_S)
     url = f"http://127.0.0.1:{port}"
     if not probes.wait_until_ready(url, READY_TIMEOUT_S, is_alive=child.alive):

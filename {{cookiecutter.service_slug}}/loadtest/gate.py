@@ -41,6 +41,7 @@ class Snapshot:
     fault: Mapping[str, int] | None = None  # GET /__admin/stats
     downstreams: Mapping[str, Any] | None = None  # /debug/downstreams, summarised
     usage: Mapping[str, float] | None = None  # {"rss_mib": ..., "open_fds": ...}
+    log_lines: int | None = None  # lines the service has logged so far
 
 
 @dataclass
@@ -273,6 +274,22 @@ def _sent(view: Mapping[str, Any]) -> int:
 _NO_TRAFFIC: Final = "fault-server stats or the service's /debug/downstreams"
 
 
+def check_log_rate_max(
+    phase: str, slo: Slo, rows: PhaseRows, window: Window, profile: Profile
+) -> Verdict:
+    """The service's log lines a second during the phase, per downstream: whatever fails, a
+    person gets a few lines a second to read, not one a call."""
+    start, end = window.start, window.end
+    limit = f"<= {slo.limit:g}"
+    if start is None or end is None or start.log_lines is None or end.log_lines is None:
+        return _no_data(phase, slo, limit, "the service's log")
+    downstreams = max(1, len(end.downstreams or {}))
+    lines = end.log_lines - start.log_lines
+    rate = lines / max(end.t - start.t, 1e-9) / downstreams
+    measured = f"{rate:.1f} ({lines} lines, {downstreams} downstreams)"
+    return Verdict(phase, slo.text, limit, measured, rate <= slo.limit)
+
+
 def check_amplification_max(
     phase: str, slo: Slo, rows: PhaseRows, window: Window, profile: Profile
 ) -> Verdict:
@@ -304,6 +321,7 @@ CHECKS: Final[dict[str, Check]] = {
     "no_bare_500": check_no_bare_500,
     "shed_p99_max": check_shed_p99_max,
     "healthz_p99_max": check_healthz_p99_max,
+    "log_rate_max": check_log_rate_max,
     "degrades": check_degrades,
     "timeout_p99_max": check_timeout_p99_max,
     "breaker_opens": check_breaker_opens,

@@ -206,7 +206,9 @@ class PhaseController:
         self.windows[phase.name].start = self.snapshot()
 
     def snapshot(self) -> Snapshot:
-        return probes.snapshot(self.service_url, FAULT_ADMIN, SERVICE_PID)
+        return probes.snapshot(
+            self.service_url, FAULT_ADMIN, SERVICE_PID, REPORT_DIR / probes.SERVICE_LOG
+        )
 
     def close(self) -> None:
         """The run is over: let the last switch finish and close the last phase's window."""

@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, Final
 
 import psutil  # type: ignore[import-untyped]  # a locust dependency; no type stubs
@@ -21,6 +22,8 @@ from loadtest.gate import Snapshot
 from loadtest.profiles import FaultSpec
 
 TIMEOUT_S: Final = 3.0
+#: The service's output, in each run's report folder (the runner writes it).
+SERVICE_LOG: Final = "service.log"
 # Never route these calls through an HTTP(S)_PROXY from the environment.
 _OPENER: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 #: The parts of each downstream's debug view the gate, the sampler and the report use.
@@ -141,8 +144,11 @@ def process_usage(pid: int | None, service_url: str) -> dict[str, float] | None:
     return {"rss_mib": rss / 2**20, "open_fds": fds, "cpu_s": cpu_s}
 
 
-def snapshot(service_url: str, admin_url: str | None, pid: int | None) -> Snapshot:
-    """The service's debug view and process usage, and the fault server's counters, now."""
+def snapshot(
+    service_url: str, admin_url: str | None, pid: int | None, service_log: Path | None = None
+) -> Snapshot:
+    """The service's debug view, process usage and log length, and the fault server's
+    counters, now."""
     views = downstream_views(service_url)
     fault = fault_stats(admin_url) if admin_url else None
     return Snapshot(
@@ -150,7 +156,16 @@ def snapshot(service_url: str, admin_url: str | None, pid: int | None) -> Snapsh
         fault=fault,
         downstreams=views,
         usage=process_usage(pid, service_url),
+        log_lines=count_lines(service_log) if service_log else None,
     )
+
+
+def count_lines(path: Path) -> int | None:
+    try:
+        with path.open("rb") as log:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: log.read(1 << 16), b""))
+    except OSError:
+        return None
 
 
 def wait_until_ready(

@@ -96,6 +96,8 @@ class Limits:
     recovery_success_ratio: float = 0.99
     #: After the run: how long calls get to finish before the debug view is judged.
     drain_grace_s: float = 3.0
+    #: The service's log lines a second, per downstream, in any phase (all levels).
+    log_lines_per_second: float = 3.0
     rss_growth_mib: float = 64.0
     fd_growth: float = 16.0
 
@@ -237,7 +239,7 @@ def build_phases(
     open_p99 = limits.breaker_open_p99_s
     recovered = limits.recovery_success_ratio
     recovery_settle = service.breaker_open_max_s + 5.0
-    return (
+    phases = (
         Phase(
             "1-baseline",
             "healthy downstream",
@@ -366,6 +368,10 @@ def build_phases(
             impatient=True,
         ),
     )
+    log_rate = Slo(
+        "log_rate_max", "service log lines a second, per downstream", limits.log_lines_per_second
+    )
+    return tuple(dataclasses.replace(phase, slos=(*phase.slos, log_rate)) for phase in phases)
 
 
 # Time constants scaled down so each scenario plays out within a phase of a few seconds. One

@@ -345,3 +345,28 @@ def test_the_table_names_every_slo(profile: Profile) -> None:
     assert table.splitlines()[0].split() == ["phase", "SLO", "limit", "measured", "result"]
     assert len(table.splitlines()) == len(verdicts) + 2
     assert all(v.slo in table for v in verdicts)
+
+
+@pytest.mark.parametrize(
+    ("lines", "passes"),
+    [
+        (0, True),
+        (len(declared.names()) * 3 * 10, True),
+        (len(declared.names()) * 3 * 10 + 1, False),
+    ],
+)
+def test_every_phase_gates_the_service_log_rate_per_downstream(
+    profile: Profile, lines: int, passes: bool
+) -> None:
+    text = slo_text(profile, "4-errors", "log_rate_max")  # any phase: every one carries it
+    views: dict[str, Any] = {name: {} for name in declared.names()}
+    start = Snapshot(t=100.0, downstreams=views, log_lines=500)
+    end = Snapshot(t=110.0, downstreams=views, log_lines=500 + lines)
+    data = RunData([], {"4-errors": Window(start, end)})
+    assert verdicts_of(profile, data, "4-errors")[text] is passes
+
+
+def test_an_unreadable_service_log_fails_the_log_rate(profile: Profile) -> None:
+    text = slo_text(profile, "1-baseline", "log_rate_max")
+    data = RunData([], {"1-baseline": Window(Snapshot(t=1.0), Snapshot(t=2.0))})
+    assert verdicts_of(profile, data, "1-baseline")[text] is False
