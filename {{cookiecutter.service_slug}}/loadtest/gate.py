@@ -216,6 +216,12 @@ def check_aborted_present(
     return _present(phase, slo, rows.select(lambda p: p.outcome == "aborted"), "aborted")
 
 
+def check_bad_bodies_named(
+    phase: str, slo: Slo, rows: PhaseRows, window: Window, profile: Profile
+) -> Verdict:
+    return _present(phase, slo, rows.select(lambda p: p.outcome == "502 bad_body"), "bad_body")
+
+
 def check_degrades(
     phase: str, slo: Slo, rows: PhaseRows, window: Window, profile: Profile
 ) -> Verdict:
@@ -322,6 +328,7 @@ CHECKS: Final[dict[str, Check]] = {
     "shed_p99_max": check_shed_p99_max,
     "healthz_p99_max": check_healthz_p99_max,
     "log_rate_max": check_log_rate_max,
+    "bad_bodies_named": check_bad_bodies_named,
     "degrades": check_degrades,
     "timeout_p99_max": check_timeout_p99_max,
     "breaker_opens": check_breaker_opens,

@@ -202,7 +202,7 @@ class Shape:
 def build_phases(
     shape: Shape, service: ServiceSettings, limits: Limits, routes: tuple[Route, ...] = ROUTES
 ) -> tuple[Phase, ...]:
-    """The nine scenarios of the suite, with their SLOs computed from the same numbers."""
+    """The ten scenarios of the suite, with their SLOs computed from the same numbers."""
     s = shape.seconds
     mix = full_mix(routes)
     single = single_downstream(routes) or routes
@@ -367,6 +367,18 @@ def build_phases(
             mix,
             impatient=True,
         ),
+        Phase(
+            "10-malformed",
+            "downstream answers 200 with a body that is not JSON",
+            s["malformed"],
+            shape.base_users,
+            (FaultSpec("*", "malformed"),),
+            (
+                no_500,
+                Slo("bad_bodies_named", "malformed answers are 502 bad_body, never a 500"),
+            ),
+            mix,
+        ),
     )
     log_rate = Slo(
         "log_rate_max", "service log lines a second, per downstream", limits.log_lines_per_second
@@ -398,6 +410,7 @@ QUICK_SHAPE: Final = Shape(
         "spike": 7,
         "recovered": 4,
         "impatient": 5,
+        "malformed": 4,
     },
     base_users=10,
     slow_users=60,
@@ -422,6 +435,7 @@ DEFAULT_SHAPE: Final = Shape(
         "spike": 35,
         "recovered": 20,
         "impatient": 20,
+        "malformed": 15,
     },
     base_users=10,
     slow_users=60,

@@ -340,7 +340,9 @@ class Downstream:
             raise
         except H2_ERRORS as exc:
             raise as_http_error(exc, request) from exc
-        response.stream = CheckedBody(response, max_bytes)
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)  # an AsyncClient's response
+        response.stream = CheckedBody(stream, request, max_bytes)
         return response
 
     async def _close_checked(self, response: httpx.Response) -> None:
