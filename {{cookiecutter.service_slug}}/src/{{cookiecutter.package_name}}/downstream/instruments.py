@@ -7,6 +7,7 @@ stamina's instrumentation hooks). Per-call events on failure paths go through a 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -92,38 +93,30 @@ class Instruments:
 
     def leaked(self, kind: str, stream: OpenStream) -> None:
         self.metrics.leak(kind)
-        suppressed = self.leak_throttle.take()
-        if suppressed is not None:
-            log.warning(
-                "downstream.response.leaked",
-                downstream=self.name,
-                kind=kind,
-                suppressed_since_last=suppressed,
-                **stream.describe(time.monotonic()),
-            )
+        details = stream.describe(time.monotonic())
+        self._throttled(self.leak_throttle, "downstream.response.leaked", kind=kind, **details)
 
     def retried(self, reason: str, attempt: int, delay: float) -> None:
         """A retry is about to sleep: counted always, logged at most once per interval."""
         self.metrics.retry(reason)
-        suppressed = self.retry_throttle.take()
-        if suppressed is not None:
-            log.info(
-                "downstream.retry",
-                downstream=self.name,
-                attempt=attempt,
-                reason=reason,
-                delay=round(delay, 4),
-                suppressed_since_last=suppressed,
-            )
+        fields = {"attempt": attempt, "reason": reason, "delay": round(delay, 4)}
+        self._throttled(self.retry_throttle, "downstream.retry", level=logging.INFO, **fields)
 
     def budget_exhausted(self) -> None:
         self.metrics.budget_exhausted.inc()
-        suppressed = self.budget_throttle.take()
+        self._throttled(self.budget_throttle, "downstream.retry.budget_exhausted")
+
+    def _throttled(
+        self, throttle: Throttle, event: str, *, level: int = logging.WARNING, **fields: Any
+    ) -> None:
+        suppressed = throttle.take()
         if suppressed is not None:
-            log.warning(
-                "downstream.retry.budget_exhausted",
+            log.log(
+                level,
+                event,
                 downstream=self.name,
                 suppressed_since_last=suppressed,
+                **fields,
             )
 
     def undrained(self, in_flight: int, oldest_calls: list[dict[str, Any]]) -> None:
