@@ -20,8 +20,12 @@ from loadtest.fault_server.harness import RunningFaultServer
 from tests.integration.conftest import log_events, one_downstream, running_service
 from tests.live import serve
 
-JSON_LOGS = {"log_format": "json"}
 CALLS = 60
+# One interval longer than any test: what is counted is lines per interval, not the machine's speed.
+LONG_INTERVAL = {"failure_log_interval_seconds": 60.0}
+# Room for every call at once, however slow the machine: these tests are not about shedding.
+ROOMY = {"max_concurrency": 10, "max_queue": CALLS, "max_wait": 10.0}
+JSON_LOGS = {"log_format": "json", "observability": LONG_INTERVAL}
 
 
 def statuses_and_reasons(url: str, path: str) -> list[tuple[int, str | None]]:
@@ -38,7 +42,7 @@ def test_a_200_that_is_not_json_is_a_502_for_every_call(
 ) -> None:
     fault.set_fault("items", "malformed")
     no_breaker = {"minimum_calls": 100_000}  # every call must reach the malformed downstream
-    with running_service(fault, JSON_LOGS, breaker=no_breaker) as (url, app):
+    with running_service(fault, JSON_LOGS, breaker=no_breaker, bulkhead=ROOMY) as (url, app):
         answers = statuses_and_reasons(url, "/items/1")
         catalog = app.state.downstreams["catalog"]
         assert catalog.outcomes["bad_body"] == CALLS  # failures, for the breaker too
@@ -53,7 +57,8 @@ def test_a_failing_downstream_writes_one_warning_a_second_not_one_a_call(
     fault.set_fault("items", "error", error_rate=1.0, status=503)
     no_budget = {"budget_ratio": 0.0, "budget_min_per_second": 0.0, "backoff_base": 0.001}
     no_breaker = {"minimum_calls": 100_000}
-    with running_service(fault, JSON_LOGS, retry=no_budget, breaker=no_breaker) as (url, _):
+    service = running_service(fault, JSON_LOGS, retry=no_budget, breaker=no_breaker, bulkhead=ROOMY)
+    with service as (url, _):
         answers = statuses_and_reasons(url, "/items/1")
     assert set(answers) == {(503, "retry_budget")}
     warnings = [
@@ -78,7 +83,10 @@ async def test_a_body_over_the_limit_is_a_bad_body(fault: RunningFaultServer) ->
 def test_an_unhandled_exception_logs_one_traceback_per_interval(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    app: FastAPI = create_app(load_settings(environment="development", log_format="json"))
+    settings = load_settings(
+        environment="development", log_format="json", observability=LONG_INTERVAL
+    )
+    app: FastAPI = create_app(settings)
 
     @app.get("/broken/{n}")
     async def broken(n: int) -> dict[str, Any]:
@@ -92,7 +100,7 @@ def test_an_unhandled_exception_logs_one_traceback_per_interval(
         for event in log_events(capsys.readouterr().out)
         if event["event"] == "request.unhandled_exception"
     ]
-    assert len(logged) == 1  # 60 calls within the default 1 s interval
+    assert len(logged) == 1  # 60 calls within one interval
     [line] = logged
     assert line["route"] == "/broken/{n}"
     assert line["exception_type"] == "RuntimeError"

@@ -170,6 +170,20 @@ def test_the_open_period_ending_turns_half_open_with_no_call() -> None:
     assert breaker.snapshot().seconds_until_half_open == 0.0
 
 
+def test_a_timer_firing_early_waits_for_the_rest_of_the_open_period() -> None:
+    clock = FakeClock()
+    timers = FakeTimers(clock)
+    breaker, changes = make_breaker(clock, timers=timers)
+    trip(breaker)
+    [(_, callback)] = timers.pending
+    timers.pending.clear()
+    clock.advance(5.0 - 0.0004)  # a millisecond-rounding event loop fires it just before
+    callback()
+    assert changes[-1][2] is BreakerState.OPEN
+    timers.advance(0.0004)
+    assert changes[-1] == ("catalog", BreakerState.OPEN, BreakerState.HALF_OPEN)
+
+
 def test_without_a_timer_the_next_read_or_call_turns_half_open() -> None:
     clock = FakeClock()
     breaker, _ = make_breaker(clock)

@@ -328,7 +328,18 @@ class CircuitBreaker:
         self._next_probe_at = self._clock() + self._open_duration
         self._set_state(_OPEN)
         if self._schedule is not None:
-            self._schedule(self._open_duration, self._half_open_if_due)
+            self._schedule(self._open_duration, self._open_timer)
+
+    def _open_timer(self) -> None:
+        """The open period's timer; one firing a hair early (libuv rounds to milliseconds)
+        waits for the rest."""
+        if self._state is not _OPEN:
+            return
+        remaining = self._next_probe_at - self._clock()
+        if remaining > 0.0 and self._schedule is not None:
+            self._schedule(remaining, self._open_timer)
+        else:
+            self._half_open()
 
     def _half_open_if_due(self) -> None:
         if self._state is _OPEN and self._clock() >= self._next_probe_at:

@@ -23,6 +23,8 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
 from .admission import Admission, Ticket
 from .bodies import H2_ERRORS, CheckedBody, as_http_error
 from .breaker import CircuitBreaker, is_failure_status
@@ -31,7 +33,7 @@ from .bulkhead import Bulkhead
 from .cancellation import PoolRepair
 from .config import DownstreamSettings, ObservabilitySettings
 from .deadline import call_deadline
-from .decoding import ModelT, decode
+from .decoding import ModelT, json_body, not_the_model
 from .errors import DownstreamError, DownstreamTimeout
 from .failures import budget_spent, for_exception, for_status
 from .httplib import httpx
@@ -155,9 +157,15 @@ class Downstream:
         the breaker; a 404 is ``DownstreamNotFound``, any other 4xx ``DownstreamRejected``.
         """
         options = {"params": params, "json": json, "headers": headers}
-        return await self._call(
-            method, path, path_params, options, lambda answer: decode(self.name, answer, model)
-        )
+
+        def read(answer: httpx.Response) -> ModelT:
+            body = json_body(self.name, answer)
+            try:
+                return model.model_validate_json(body)
+            except ValidationError as exc:
+                raise not_the_model(self.name, model, exc) from None
+
+        return await self._call(method, path, path_params, options, read)
 
     async def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return await self.request("GET", path, **kwargs)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from .errors import DownstreamBadBody, DownstreamNotFound, DownstreamRejected
 from .httplib import httpx
 
+# A TypeVar, not PEP 695's syntax: a bake may target Python 3.11.
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
@@ -25,8 +26,8 @@ def is_json(content_type: str) -> bool:
     )
 
 
-def decode(name: str, response: httpx.Response, model: type[ModelT]) -> ModelT:
-    """``model`` from a 2xx answer; a 404 is ``DownstreamNotFound``, any other 4xx rejected."""
+def json_body(name: str, response: httpx.Response) -> bytes:
+    """The body of a 2xx JSON answer; a 404 is ``DownstreamNotFound``, any other 4xx rejected."""
     status = response.status_code
     if status == 404:
         raise DownstreamNotFound(name, f"{name} has no such resource (404)")
@@ -36,10 +37,11 @@ def decode(name: str, response: httpx.Response, model: type[ModelT]) -> ModelT:
     if not is_json(content_type):
         shown = content_type.partition(";")[0].strip() or "no content type"
         raise DownstreamBadBody(name, f"{name} answered {shown}, not JSON")
-    try:
-        return model.model_validate_json(response.content)
-    except ValidationError as exc:
-        raise DownstreamBadBody(name, f"{name} sent {where(exc, model)}") from None
+    return response.content
+
+
+def not_the_model(name: str, model: type[BaseModel], exc: ValidationError) -> DownstreamBadBody:
+    return DownstreamBadBody(name, f"{name} sent {where(exc, model)}")
 
 
 def where(exc: ValidationError, model: type[BaseModel]) -> str:
