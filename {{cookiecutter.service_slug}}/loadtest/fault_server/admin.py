@@ -13,7 +13,7 @@ A target is a request path's first segment: ``items`` for ``/items/1``; in the
 load test each downstream's base path is its name, so ``catalog`` is every call
 of the catalog downstream. ``PUT /__admin/faults/*`` replaces every fault: a
 route mode applies to every path and lifts any connection-level fault (refuse,
-goaway, streams); a connection-level mode sets every path healthy.
+goaway, streams, idle_close); a connection-level mode sets every path healthy.
 """
 
 from __future__ import annotations

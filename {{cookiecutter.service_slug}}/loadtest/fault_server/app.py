@@ -11,6 +11,7 @@ downstream sends when a proxy in front of it serves an error page, or a deploy h
 
 ``reset`` sends the headers and half the body, then aborts the connection with
 a TCP RST; over HTTP/2 that takes every other stream on the connection with it.
+``truncated``, ``reset_stream`` and ``bad_head`` break the protocol itself (see ``wire``).
 
 Responses echo ``x-request-deadline-ms`` and ``idempotency-key`` as
 ``deadline_ms`` / ``idempotency_key`` (the raw header string, or null) so the
@@ -23,6 +24,7 @@ import asyncio
 import random
 from typing import Final
 
+from . import wire
 from .asgi import Receive, Scope, Send, encode_json, send_body, send_json, start_response
 from .listener import ConnectionRegistry, Peer
 from .state import FaultTable, Mode, Stats
@@ -89,6 +91,12 @@ class DownstreamApp:
             case Mode.MALFORMED:
                 await start_response(send, 200, len(MALFORMED_BODY))
                 await send_body(send, MALFORMED_BODY)
+            case Mode.TRUNCATED:
+                await wire.truncated(self._connections, scope, send, encode_json(payload))
+            case Mode.RESET_STREAM:
+                await wire.reset_stream(self._connections, scope)
+            case Mode.BAD_HEAD:
+                await wire.bad_head(self._connections, scope, send)
             case Mode.DRIP:
                 await _drip(send, receive, payload, fault.drip_chunks, fault.drip_interval_ms)
             case _:  # healthy, slow, and the non-erroring share of error

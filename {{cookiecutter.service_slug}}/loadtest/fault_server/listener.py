@@ -82,6 +82,21 @@ class ConnectionRegistry:
         protocols = (getattr(wrapper, "protocol", None) for wrapper in wrappers)
         return [protocol for protocol in protocols if isinstance(protocol, H2Protocol)]
 
+    def transport(self, peer: Peer | None) -> asyncio.WriteTransport | None:
+        return self._transports.get(peer) if peer is not None else None
+
+    def http2_stream(self, peer: Peer | None, scope: object) -> tuple[H2Protocol, int] | None:
+        """The HTTP/2 protocol object and stream id serving ``scope`` (hypercorn hands the app
+        the stream's own scope), or None over HTTP/1.1."""
+        wrapper = getattr(self._handlers.get(peer) if peer is not None else None, "protocol", None)
+        protocol = getattr(wrapper, "protocol", None)
+        if not isinstance(protocol, H2Protocol):
+            return None
+        for stream_id, stream in protocol.streams.items():
+            if getattr(stream, "scope", None) is scope:
+                return protocol, stream_id
+        return None
+
     def abort(self, peer: Peer | None) -> bool:
         """Drop one connection with a TCP RST; False if it is already gone."""
         transport = self._transports.get(peer) if peer is not None else None

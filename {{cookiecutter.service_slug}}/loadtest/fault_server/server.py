@@ -26,6 +26,9 @@ from .tls import make_server_context
 #: hypercorn's defaults; what the data port uses while no goaway / streams fault is in force.
 NO_GOAWAY_MAX_REQUESTS: Final = Config.keep_alive_max_requests
 DEFAULT_MAX_STREAMS: Final = Config.h2_max_concurrent_streams
+#: Outlive clients' pool keep-alive (httpx: 5 s) so that an idle-close race is never mistaken
+#: for an injected fault; the idle_close fault is that race on purpose.
+KEEP_ALIVE_TIMEOUT_S: Final = 75.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,10 @@ class DataPortFaults:
     recycle, not a graceful drain. Over HTTP/1.1 the Nth response carries
     ``Connection: close``: a graceful recycle, nothing fails.
 
+    idle_close: a connection is closed once it has been idle ``idle_ms`` (hypercorn reads
+    ``Config.keep_alive_timeout`` each time a connection goes idle): far below a client's
+    keep-alive expiry, so a pooled connection may be closed just as the client picks it.
+
     streams: every open HTTP/2 connection is sent a SETTINGS frame lowering
     MAX_CONCURRENT_STREAMS to ``max_streams`` at once (mid-connection, with
     streams in flight), and new connections advertise it; clearing the fault
@@ -87,10 +94,13 @@ class DataPortFaults:
             self._listener.connections.abort_all()
             return fault
         await self._listener.start()  # no-op unless refusing
-        if fault.mode not in (Mode.GOAWAY, Mode.STREAMS):
+        if fault.mode not in (Mode.GOAWAY, Mode.STREAMS, Mode.IDLE_CLOSE):
             fault = self._baseline
         self._config.keep_alive_max_requests = (
             fault.after_requests if fault.mode is Mode.GOAWAY else NO_GOAWAY_MAX_REQUESTS
+        )
+        self._config.keep_alive_timeout = (
+            fault.idle_ms / 1000 if fault.mode is Mode.IDLE_CLOSE else KEEP_ALIVE_TIMEOUT_S
         )
         await self._limit_streams(
             fault.max_streams if fault.mode is Mode.STREAMS else DEFAULT_MAX_STREAMS
@@ -115,9 +125,7 @@ def hypercorn_config() -> Config:
     # A Logger instance is used as is; a "-" would make hypercorn add a
     # stderr handler to "hypercorn.error" again for every server started.
     config.errorlog = logging.getLogger("hypercorn.error")
-    # Outlive clients' pool keep-alive (httpx: 5 s) so that an idle-close
-    # race is never mistaken for an injected fault.
-    config.keep_alive_timeout = 75.0
+    config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT_S
     config.backlog = 1024
     return config
 

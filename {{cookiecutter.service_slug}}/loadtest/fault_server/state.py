@@ -29,14 +29,18 @@ class Mode(enum.StrEnum):
     THROTTLE = "throttle"
     DRIP = "drip"
     MALFORMED = "malformed"
+    TRUNCATED = "truncated"
+    RESET_STREAM = "reset_stream"
+    BAD_HEAD = "bad_head"
     REFUSE = "refuse"
     GOAWAY = "goaway"
     STREAMS = "streams"
+    IDLE_CLOSE = "idle_close"
 
 
 #: Modes that act on the data port's connections, not on one route: they are
 #: only accepted for route ``*``.
-CONNECTION_MODES: Final = frozenset({Mode.REFUSE, Mode.GOAWAY, Mode.STREAMS})
+CONNECTION_MODES: Final = frozenset({Mode.REFUSE, Mode.GOAWAY, Mode.STREAMS, Mode.IDLE_CLOSE})
 
 
 class FaultError(ValueError):
@@ -66,9 +70,13 @@ _PARAMS: Final[dict[Mode, dict[str, _Param]]] = {
         "drip_interval_ms": _Param(False, 0, MAX_DELAY_MS),
     },
     Mode.MALFORMED: {},
+    Mode.TRUNCATED: {},
+    Mode.RESET_STREAM: {},
+    Mode.BAD_HEAD: {},
     Mode.REFUSE: {},
     Mode.GOAWAY: {"after_requests": _Param(True, 1, 1_000_000)},
     Mode.STREAMS: {"max_streams": _Param(True, 1, 1_000)},
+    Mode.IDLE_CLOSE: {"idle_ms": _Param(False, 1, MAX_DELAY_MS)},
 }
 
 
@@ -85,6 +93,7 @@ class Fault:
     drip_interval_ms: float = 0.0
     after_requests: int = 0
     max_streams: int = 0
+    idle_ms: float = 0.0
 
     @classmethod
     def parse(cls, body: object) -> Fault:
@@ -112,6 +121,7 @@ class Fault:
             drip_interval_ms=values.get("drip_interval_ms", default.drip_interval_ms),
             after_requests=int(values.get("after_requests", default.after_requests)),
             max_streams=int(values.get("max_streams", default.max_streams)),
+            idle_ms=values.get("idle_ms", default.idle_ms),
         )
 
     def to_json(self) -> dict[str, object]:
