@@ -6,6 +6,7 @@ Real fault server, real service on uvicorn; the log lines are the service's own 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from {{ cookiecutter.package_name }}.downstream.errors import DownstreamBadBody
 from {{ cookiecutter.package_name }}.downstream.httplib import httpx
 from {{ cookiecutter.package_name }}.settings import load_settings
 
-from loadtest.fault_server.harness import RunningFaultServer
+from loadtest.fault_server.harness import RunningFaultServer, serve_in_thread
 from tests.integration.conftest import log_events, one_downstream, running_service
 from tests.live import serve
 
@@ -26,6 +27,17 @@ LONG_INTERVAL = {"failure_log_interval_seconds": 60.0}
 # Room for every call at once, however slow the machine: these tests are not about shedding.
 ROOMY = {"max_concurrency": 10, "max_queue": CALLS, "max_wait": 10.0}
 JSON_LOGS = {"log_format": "json", "observability": LONG_INTERVAL}
+NO_BREAKER = {"minimum_calls": 100_000}  # every call must reach the misbehaving downstream
+ONE_ATTEMPT = {"max_attempts": 1}  # each answer is that attempt's, not the retry budget's
+
+
+@pytest.fixture(params=["http1", "http2"])
+def any_transport(request: pytest.FixtureRequest) -> Iterator[tuple[RunningFaultServer, Any]]:
+    """The fault server over plain HTTP/1.1, or over TLS with the service speaking HTTP/2."""
+    tls = request.param == "http2"
+    with serve_in_thread(tls=tls) as server:
+        transport = {"http2": True, "ca_bundle": str(server.ca_path)} if tls else {"http2": False}
+        yield server, transport
 
 
 def statuses_and_reasons(url: str, path: str) -> list[tuple[int, str | None]]:
@@ -41,12 +53,33 @@ def test_a_200_that_is_not_json_is_a_502_for_every_call(
     fault: RunningFaultServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fault.set_fault("items", "malformed")
-    no_breaker = {"minimum_calls": 100_000}  # every call must reach the malformed downstream
-    with running_service(fault, JSON_LOGS, breaker=no_breaker, bulkhead=ROOMY) as (url, app):
+    with running_service(fault, JSON_LOGS, breaker=NO_BREAKER, bulkhead=ROOMY) as (url, app):
         answers = statuses_and_reasons(url, "/items/1")
         catalog = app.state.downstreams["catalog"]
         assert catalog.outcomes["bad_body"] == CALLS  # failures, for the breaker too
     assert set(answers) == {(502, "bad_body")}
+    events = [e["event"] for e in log_events(capsys.readouterr().out)]
+    assert "request.unhandled_exception" not in events
+
+
+@pytest.mark.parametrize("mode", ["truncated", "reset_stream", "bad_head"])
+def test_a_broken_protocol_is_a_502_and_strands_nothing(
+    any_transport: tuple[RunningFaultServer, Any], mode: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A body shorter than its Content-Length, a reset stream (HTTP/2: RST_STREAM, the
+    connection lives on) and an unparsable response head are each a bad gateway."""
+    fault, transport = any_transport
+    fault.set_fault("items", mode)
+    settings = {"breaker": NO_BREAKER, "bulkhead": ROOMY, "retry": ONE_ATTEMPT, **transport}
+    with running_service(fault, JSON_LOGS, **settings) as (url, app):
+        answers = statuses_and_reasons(url, "/items/1")
+        catalog = app.state.downstreams["catalog"]
+        assert catalog.outcomes["bad_gateway"] == CALLS
+        assert catalog.bulkhead.in_flight == 0
+        assert catalog.snapshot()["pool"]["active"] == 0
+        fault.clear_faults()
+        assert statuses_and_reasons(url, "/items/1") == [(200, None)] * CALLS
+    assert set(answers) == {(502, "bad_gateway")}
     events = [e["event"] for e in log_events(capsys.readouterr().out)]
     assert "request.unhandled_exception" not in events
 
@@ -56,8 +89,7 @@ def test_a_failing_downstream_writes_one_warning_a_second_not_one_a_call(
 ) -> None:
     fault.set_fault("items", "error", error_rate=1.0, status=503)
     no_budget = {"budget_ratio": 0.0, "budget_min_per_second": 0.0, "backoff_base": 0.001}
-    no_breaker = {"minimum_calls": 100_000}
-    service = running_service(fault, JSON_LOGS, retry=no_budget, breaker=no_breaker, bulkhead=ROOMY)
+    service = running_service(fault, JSON_LOGS, retry=no_budget, breaker=NO_BREAKER, bulkhead=ROOMY)
     with service as (url, _):
         answers = statuses_and_reasons(url, "/items/1")
     assert set(answers) == {(503, "retry_budget")}

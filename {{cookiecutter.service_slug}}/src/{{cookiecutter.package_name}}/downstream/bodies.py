@@ -10,6 +10,10 @@
   ``_read_incoming_data``): a frame arriving on a connection h2 has already closed escaped as
   ``h2.exceptions.ProtocolError``, past every ``except httpx.HTTPError``, and became a 500.
   Here it is ``httpx.RemoteProtocolError``, a broken connection like any other.
+- A response head the library cannot parse can escape ``client.send`` unmapped too: httpcore
+  1.0.9 reads an HTTP/2 ``:status`` with a bare ``int()``, so one that is not a number raised
+  ``ValueError``. The request is built and checked before it is sent, so a ``ValueError`` out of
+  the send can only be the downstream's answer: ``UNMAPPED_ERRORS`` includes it for the send.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ def _h2_errors() -> tuple[type[Exception], ...]:
 
 
 H2_ERRORS = _h2_errors()
+#: What ``client.send`` can raise past ``httpx.HTTPError`` on a downstream's bad answer.
+UNMAPPED_ERRORS: tuple[type[Exception], ...] = (*H2_ERRORS, ValueError)
 
 
 class BodyTooLarge(httpx.HTTPError):
@@ -39,7 +45,8 @@ class BodyTooLarge(httpx.HTTPError):
 
 
 def as_http_error(exc: Exception, request: httpx.Request) -> httpx.RemoteProtocolError:
-    return httpx.RemoteProtocolError(f"HTTP/2 protocol error: {exc}", request=request)
+    """The downstream broke the protocol; the message names the library's error, not the data."""
+    return httpx.RemoteProtocolError(f"malformed response ({type(exc).__name__})", request=request)
 
 
 class CheckedBody(httpx.AsyncByteStream):

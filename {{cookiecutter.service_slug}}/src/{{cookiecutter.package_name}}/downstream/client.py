@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from .admission import Admission, Ticket
-from .bodies import H2_ERRORS, CheckedBody, as_http_error
+from .bodies import UNMAPPED_ERRORS, CheckedBody, as_http_error
 from .breaker import CircuitBreaker, is_failure_status
 from .budget import RetryBudget
 from .bulkhead import Bulkhead
@@ -346,7 +346,7 @@ class Downstream:
         except httpx.LocalProtocolError:
             self.repair.after_protocol_error()
             raise
-        except H2_ERRORS as exc:
+        except UNMAPPED_ERRORS as exc:
             raise as_http_error(exc, request) from exc
         stream = response.stream
         assert isinstance(stream, httpx.AsyncByteStream)  # an AsyncClient's response
