@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -64,6 +65,14 @@ async def one_downstream(
 def downstreams_at(base_url: str) -> dict[str, str]:
     """Settings (names without the prefix) pointing every declared downstream at ``base_url``."""
     return {f"DOWNSTREAMS__{name.upper()}__BASE_URL": base_url for name in declared.names()}
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        time.sleep(0.02)
 
 
 def log_events(output: str) -> list[dict[str, Any]]:

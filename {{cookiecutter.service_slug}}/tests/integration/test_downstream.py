@@ -29,7 +29,7 @@ from {{ cookiecutter.package_name }}.downstreams import Catalog, declared
 from {{ cookiecutter.package_name }}.settings import load_settings
 
 from loadtest.fault_server.harness import RunningFaultServer, serve_in_thread
-from tests.integration.conftest import log_events, one_downstream, running_service
+from tests.integration.conftest import log_events, one_downstream, running_service, wait_until
 from tests.live import serve
 
 pytestmark = pytest.mark.slow
@@ -208,6 +208,41 @@ def test_a_quiet_breaker_turns_half_open_by_itself_and_recovers_from_the_first_s
         statuses = asyncio.run(traffic(url, callers=10, calls_each=10))
         assert app.state.downstreams["catalog"].breaker.state == "closed"
     assert statuses.count(200) / len(statuses) >= 0.99, statuses
+
+
+def test_with_a_probe_path_a_quiet_breaker_closes_before_traffic_returns(
+    fault: RunningFaultServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The service GETs ``PROBE_PATH`` itself while half-open: failing probes reopen the breaker,
+    and once the downstream heals the probes close it, with not one caller's call."""
+    fault.set_fault("*", "error", error_rate=1.0, status=500)
+    breaker = {
+        "minimum_calls": 3,
+        "open_duration": 0.2,
+        "open_duration_max": 0.4,
+        "half_open_calls": 3,
+        "probe_path": "/healthz",
+    }
+    with running_service(fault, {"log_format": "json"}, breaker=breaker) as (url, app):
+        for i in range(3):
+            httpx.get(f"{url}/items/{i}")
+        wait_until(lambda: fault.stats()["healthz"] >= 1)  # a probe failed: open again
+        fault.clear_faults()
+        fault.reset_stats()
+        catalog = app.state.downstreams["catalog"]
+        wait_until(lambda: catalog.breaker.state == "closed", timeout_s=5)
+        view = httpx.get(f"{url}/debug/downstreams").json()["catalog"]["breaker"]
+    assert view["state"] == "closed"
+    assert fault.stats()["items"] == 0  # no caller: the probes closed it
+    assert fault.stats()["healthz"] == 3  # HALF_OPEN_CALLS verdicts, one at a time
+    changes = [
+        (event["old"], event["new"])
+        for event in log_events(capsys.readouterr().out)
+        if event["event"] == "downstream.breaker.state_changed"
+    ]
+    assert ("open", "half_open") in changes
+    assert ("half_open", "open") in changes
+    assert changes[-1] == ("half_open", "closed")
 
 
 async def traffic(url: str, *, callers: int, calls_each: int) -> list[int]:

@@ -16,7 +16,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from {{ cookiecutter.package_name }}.downstream.httplib import httpx
 import loadtest
 from loadtest.fault_server.__main__ import main as fault_server_main
 from loadtest.fault_server.harness import FaultServerError, RunningFaultServer, serve_in_thread
+from tests.integration.conftest import wait_until
 
 TEST_TIMEOUT_S = 20.0
 CLIENT_TIMEOUT = httpx.Timeout(5.0)
@@ -67,14 +68,6 @@ def client(server: RunningFaultServer, *, http2: bool = False) -> httpx.Client:
         timeout=CLIENT_TIMEOUT,
         trust_env=False,  # never send loopback traffic to an environment proxy
     )
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(0.02)
 
 
 def test_every_path_answers_json_over_http1(server: RunningFaultServer) -> None:

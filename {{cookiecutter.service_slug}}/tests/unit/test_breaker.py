@@ -515,11 +515,22 @@ def test_failure_statuses(status_code: int, failed: bool) -> None:
         {"open_duration": 10.0, "open_duration_max": 5.0},
         {"half_open_calls": 0},
         {"half_open_max_wait": -1.0},
+        {"probe_path": "healthz"},
+        {"probe_path": "//evil.example/healthz"},
+        {"probe_path": "/../admin"},
+        {"probe_path": "/a/./b"},
+        {"probe_path": "/healthz?full=1"},
+        {"probe_path": "https://evil.example/"},
     ],
 )
 def test_config_refuses_nonsense(overrides: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         BreakerSettings(**overrides)
+
+
+@pytest.mark.parametrize("path", ["", "/healthz", "/v1/health/", "/.well-known/ready"])
+def test_config_takes_plain_probe_paths(path: str) -> None:
+    assert BreakerSettings(probe_path=path).probe_path == path
 
 
 def test_check_refusing_mirrors_acquire() -> None:

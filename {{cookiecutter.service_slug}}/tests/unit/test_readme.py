@@ -34,6 +34,8 @@ def shown(value: Any) -> str:
     """A default as the README writes it."""
     if isinstance(value, frozenset):
         return "[" + ",".join(str(v) for v in sorted(value)) + "]"
+    if value == "":
+        return '""'
     return str(value)
 
 

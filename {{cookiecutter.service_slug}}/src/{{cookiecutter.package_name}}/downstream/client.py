@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from .admission import Admission, Ticket
 from .bodies import UNMAPPED_ERRORS, CheckedBody, as_http_error
-from .breaker import CircuitBreaker, is_failure_status
+from .breaker import BreakerState, CircuitBreaker, is_failure_status
 from .budget import RetryBudget
 from .bulkhead import Bulkhead
 from .cancellation import PoolRepair
@@ -36,6 +36,7 @@ from .deadline import call_deadline
 from .decoding import ModelT, json_body, not_the_model
 from .errors import DownstreamError, DownstreamTimeout
 from .failures import budget_spent, for_exception, for_status
+from .health_probe import HealthProbe
 from .httplib import httpx
 from .inflight import InFlightCall, InFlightCalls, OpenStreams
 from .instruments import Instruments
@@ -85,8 +86,14 @@ class Downstream:
         self.breaker = CircuitBreaker(
             name,
             settings.breaker,
-            on_state_change=self.instruments.breaker_changed,
+            on_state_change=self._breaker_changed,
             schedule=_call_later,  # open -> half-open when the period ends, traffic or not
+        )
+        probe_path = settings.breaker.probe_path
+        self.health_probe = (
+            HealthProbe(self.breaker, lambda: self.request("GET", probe_path))
+            if probe_path
+            else None
         )
         self.admission = Admission(name, self.breaker, self.bulkhead, self.instruments, self.busy)
         self.budget = RetryBudget(settings.retry)
@@ -274,6 +281,8 @@ class Downstream:
 
     async def aclose(self, drain_seconds: float) -> None:
         """Wait (bounded) for calls in flight to finish, then close the pool."""
+        if self.health_probe is not None:
+            await self.health_probe.aclose()
         give_up = time.monotonic() + drain_seconds
         # A shutdown-only poll: an Event would add work to every release on the hot path.
         while self.bulkhead.in_flight and time.monotonic() < give_up:  # noqa: ASYNC110
@@ -283,6 +292,11 @@ class Downstream:
         await self.client.aclose()
 
     # -- pipeline -----------------------------------------------------------------------------
+
+    def _breaker_changed(self, name: str, old: BreakerState, new: BreakerState) -> None:
+        self.instruments.breaker_changed(name, old, new)
+        if new is BreakerState.HALF_OPEN and self.health_probe is not None:
+            self.health_probe.start()
 
     async def _call(
         self,

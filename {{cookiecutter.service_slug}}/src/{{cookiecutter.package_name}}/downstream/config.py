@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
@@ -22,6 +23,9 @@ HTTP2_BY_DEFAULT = {{ "True" if cookiecutter.http2 == "yes" else "False" }}
 # never opens a second HTTP/2 connection to an origin, so this bounds a bulkhead's width over h2.
 HTTP2_STREAMS_PER_CONNECTION = 100
 
+#: A breaker's PROBE_PATH: plain segments under the base URL, never "." or "..".
+PROBE_PATH = re.compile(r"(/[A-Za-z0-9._~-]+)+/?")
+DOT_SEGMENT = re.compile(r"/\.\.?(/|$)")
 PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "placeholder", "secret", "xxx", "todo"}
 )
@@ -112,6 +116,16 @@ class BreakerSettings(Group):
     half_open_calls: int = Field(default=10, ge=1, le=1000)
     # Reopen when still half-open this long (its calls hang); 0: wait for their verdict.
     half_open_max_wait: float = Field(default=0.0, ge=0, le=3600)
+    # A path under BASE_URL (e.g. "/healthz") the service GETs itself while half-open, so a
+    # quiet service is closed again before traffic returns; "": wait for callers.
+    probe_path: str = Field(default="", max_length=200)
+
+    @field_validator("probe_path")
+    @classmethod
+    def probe_path_under_base(cls, value: str) -> str:
+        if value and (not PROBE_PATH.fullmatch(value) or DOT_SEGMENT.search(value)):
+            raise ValueError("must be empty or a plain path such as /healthz (no query, no dots)")
+        return value
 
     @model_validator(mode="after")
     def cap_above_base(self) -> Self:
