@@ -214,7 +214,9 @@ def test_with_a_probe_path_a_quiet_breaker_closes_before_traffic_returns(
     fault: RunningFaultServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The service GETs ``PROBE_PATH`` itself while half-open: failing probes reopen the breaker,
-    and once the downstream heals the probes close it, with not one caller's call."""
+    and once the downstream heals the probes close it, with not one caller's call. The open
+    period outlasts the inbound deadline of the call that opened it: a probe must not inherit
+    it (it did, through the timer's context, and spun on "deadline already passed")."""
     fault.set_fault("*", "error", error_rate=1.0, status=500)
     breaker = {
         "minimum_calls": 3,
@@ -223,7 +225,8 @@ def test_with_a_probe_path_a_quiet_breaker_closes_before_traffic_returns(
         "half_open_calls": 3,
         "probe_path": "/healthz",
     }
-    with running_service(fault, {"log_format": "json"}, breaker=breaker) as (url, app):
+    quick_callers = {"log_format": "json", "default_deadline_seconds": 0.15}
+    with running_service(fault, quick_callers, breaker=breaker) as (url, app):
         for i in range(3):
             httpx.get(f"{url}/items/{i}")
         wait_until(lambda: fault.stats()["healthz"] >= 1)  # a probe failed: open again

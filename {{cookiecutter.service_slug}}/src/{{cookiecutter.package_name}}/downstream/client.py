@@ -89,10 +89,14 @@ class Downstream:
             on_state_change=self._breaker_changed,
             schedule=_call_later,  # open -> half-open when the period ends, traffic or not
         )
-        probe_path = settings.breaker.probe_path
+        breaker = settings.breaker
         self.health_probe = (
-            HealthProbe(self.breaker, lambda: self.request("GET", probe_path))
-            if probe_path
+            HealthProbe(
+                self.breaker,
+                lambda: self.request("GET", breaker.probe_path),
+                most=breaker.half_open_calls,
+            )
+            if breaker.probe_path
             else None
         )
         self.admission = Admission(name, self.breaker, self.bulkhead, self.instruments, self.busy)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import Awaitable, Callable
 
 from .breaker import BreakerState, CircuitBreaker
@@ -24,18 +25,25 @@ from .errors import DownstreamError, DownstreamUnavailable
 class HealthProbe:
     """Runs ``probe()`` while ``breaker`` is half-open; ``start`` is its state-change hook."""
 
-    def __init__(self, breaker: CircuitBreaker, probe: Callable[[], Awaitable[object]]) -> None:
+    def __init__(
+        self, breaker: CircuitBreaker, probe: Callable[[], Awaitable[object]], *, most: int
+    ) -> None:
         self._breaker = breaker
         self._probe = probe
+        self._most = most  # HALF_OPEN_CALLS: the breaker decides on that many verdicts
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Called on entering half-open (from a timer on the loop, or within a call)."""
+        """Called on entering half-open, from a timer or within a call. The probe runs in an
+        empty context: a caller's deadline and request id are not the probe's."""
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            loop = asyncio.get_running_loop()
+            self._task = loop.create_task(self._run(), context=contextvars.Context())
 
     async def _run(self) -> None:
-        while self._breaker.state is BreakerState.HALF_OPEN:
+        for _ in range(self._most):
+            if self._breaker.state is not BreakerState.HALF_OPEN:
+                return
             try:
                 await self._probe()
             except DownstreamUnavailable:
@@ -43,7 +51,6 @@ class HealthProbe:
             except DownstreamError as exc:
                 if exc.verdict != "failed":
                     return  # nothing the breaker counts: another try would learn nothing
-                # Failed and counted: the breaker reopens, or wants more verdicts.
 
     async def aclose(self) -> None:
         if self._task is not None:
