@@ -84,6 +84,22 @@ def test_a_broken_protocol_is_a_502_and_strands_nothing(
     assert "request.unhandled_exception" not in events
 
 
+@pytest.mark.anyio
+async def test_connections_the_downstream_closed_while_idle_are_never_sent_on(
+    any_transport: tuple[RunningFaultServer, Any],
+) -> None:
+    """A downstream that closes idle connections sooner than KEEPALIVE_EXPIRY: with one attempt
+    per call (no retry to hide it), every call still gets a live connection."""
+    fault, transport = any_transport
+    fault.set_fault("*", "idle_close", idle_ms=20)
+    async with one_downstream(fault.base_url, retry=ONE_ATTEMPT, **transport) as catalog:
+        for n in range(10):
+            await catalog.get(f"/items/{n}")
+            await asyncio.sleep(0.1)  # idle in the pool: the server closes it
+        assert catalog.outcomes["ok"] == 10
+    assert fault.stats()["connections"] == 10
+
+
 def test_a_failing_downstream_writes_one_warning_a_second_not_one_a_call(
     fault: RunningFaultServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

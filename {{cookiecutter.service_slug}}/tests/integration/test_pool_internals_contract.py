@@ -10,6 +10,7 @@ import inspect
 import re
 from typing import Any
 
+import anyio
 import pytest
 
 from {{ cookiecutter.package_name }}.downstream import pool_internals
@@ -17,7 +18,7 @@ from {{ cookiecutter.package_name }}.downstream.config import DownstreamSettings
 from {{ cookiecutter.package_name }}.downstream.httplib import httpx
 from {{ cookiecutter.package_name }}.downstream.registry import build_client, build_ssl_context
 
-from loadtest.fault_server.harness import RunningFaultServer
+from loadtest.fault_server.harness import RunningFaultServer, serve_in_thread
 
 
 def require(owner: Any, attribute: str, what: str) -> Any:
@@ -66,3 +67,28 @@ async def test_private_names_still_exist_and_behave(fault: RunningFaultServer) -
         assert pool_internals.orphaned_connections(pool) == []
         assert await pool_internals.evict(pool, connection) is True
         assert pool.connections == []
+
+
+@pytest.mark.anyio
+async def test_an_idle_http2_connection_the_server_closed_is_expired() -> None:
+    """The HTTP/2 names ``expire_closed_idle_http2`` uses, and what it does with them."""
+    with serve_in_thread(tls=True) as fault:
+        settings = DownstreamSettings(base_url=fault.base_url, http2=True, ca_bundle=fault.ca_path)
+        client = build_client(settings, build_ssl_context(fault.ca_path, verify=True))
+        async with client:
+            assert (await client.get("/items/1")).http_version == "HTTP/2"
+            pool = pool_internals.client_pool(client)
+            assert pool is not None
+            [connection] = pool.connections
+            protocol = require(connection, pool_internals.CONNECTION_PROTOCOL, "the h2 connection")
+            require(protocol, pool_internals.PROTOCOL_STREAM, "its socket stream")
+            require(protocol, pool_internals.PROTOCOL_EXPIRE_AT, "its keep-alive expiry")
+            assert pool_internals.expire_closed_idle_http2(pool) == 0  # open: left alone
+            fault.set_fault("*", "idle_close", idle_ms=1)  # from the next time it goes idle
+            assert (await client.get("/items/2")).status_code == 200
+            for _ in range(100):  # the server closes it within ms of idling
+                if fault.stats()["open_connections"] == 0:
+                    break
+                await anyio.sleep(0.01)
+            assert pool_internals.expire_closed_idle_http2(pool) == 1
+            assert connection.has_expired()

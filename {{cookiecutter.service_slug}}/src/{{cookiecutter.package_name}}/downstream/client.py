@@ -41,7 +41,7 @@ from .httplib import httpx
 from .inflight import InFlightCall, InFlightCalls, OpenStreams
 from .instruments import Instruments
 from .metrics import DownstreamMetrics
-from .pool_internals import client_pool, pool_stats
+from .pool_internals import client_pool, expire_closed_idle_http2, pool_stats
 from .retry import RetryPolicy, is_idempotent
 from .tracing import AttemptTrace
 from .urls import DEFAULT_PORTS, PathBuilder
@@ -103,6 +103,7 @@ class Downstream:
         self.budget = RetryBudget(settings.retry)
         self.retry = RetryPolicy(name, settings.retry, self.budget, self.instruments)
         self.repair = PoolRepair(client, self._pool_repaired)
+        self.http2_pool = client_pool(client) if settings.http2 else None
         self.open_streams = OpenStreams()
         timeouts = settings.timeouts
         self.full_timeout = httpx.Timeout(
@@ -356,6 +357,8 @@ class Downstream:
     async def _send_once(self, request: httpx.Request, max_bytes: int | None) -> httpx.Response:
         """One send; a cancelled or broken one has the pool checked for the damage it may leave.
         The body is read through ``CheckedBody``: at most ``max_bytes``, h2's errors mapped."""
+        if self.http2_pool is not None:
+            expire_closed_idle_http2(self.http2_pool)
         try:
             response = await self.client.send(request, stream=True)
         except asyncio.CancelledError:

@@ -28,6 +28,9 @@ REQUEST_CONNECTION = "connection"
 RESPONSE_STREAM = "_stream"  # httpx's BoundAsyncStream -> the transport's response stream
 TRANSPORT_STREAM = "_httpcore_stream"  # httpx's AsyncResponseStream -> httpcore's PoolByteStream
 STREAM_REQUEST = "_pool_request"  # PoolByteStream -> its request in the pool
+CONNECTION_PROTOCOL = "_connection"  # AsyncHTTPConnection -> its HTTP/1.1 or HTTP/2 connection
+PROTOCOL_STREAM = "_network_stream"  # ... -> its socket stream
+PROTOCOL_EXPIRE_AT = "_expire_at"  # ... -> when keep-alive ends (None: in use)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,28 @@ def usable_http2_connections(pool: Any) -> list[Any]:
     connection to an origin only once the first stops being available, so for a client with one
     base URL this is the one connection its HTTP/2 requests share."""
     return [c for c in pool.connections if is_http2(c) and c.is_available()]
+
+
+def expire_closed_idle_http2(pool: Any) -> int:
+    """Mark each idle HTTP/2 connection the server has already closed (or sent GOAWAY on) as
+    expired, so the pool closes it instead of sending the next request on it; how many.
+
+    httpcore 1.0.9 and httpcore2 2.16 check this for HTTP/1.1 only: an idle HTTP/1.1
+    connection whose socket is readable can only be a server's close, and ``has_expired()``
+    says so. Their HTTP/2 ``has_expired()`` reads the keep-alive clock alone, so a downstream
+    that closes idle connections sooner than KEEPALIVE_EXPIRY (nginx, Envoy and most proxies
+    have an idle timeout) failed the next request with "Server disconnected", every time.
+    A server's PING on an idle connection also reads as readable: one reconnect, nothing lost.
+    """
+    expired = 0
+    for connection in pool.connections:
+        if not connection.is_idle() or not is_http2(connection):
+            continue
+        protocol = getattr(connection, CONNECTION_PROTOCOL)
+        if getattr(protocol, PROTOCOL_STREAM).get_extra_info("is_readable"):
+            setattr(protocol, PROTOCOL_EXPIRE_AT, 0.0)
+            expired += 1
+    return expired
 
 
 def _is_stuck(connection: Any) -> bool:
