@@ -40,6 +40,7 @@ from .pool_internals import (
     connection_state,
     detach_stranded,
     evict,
+    is_http2,
     orphaned_connections,
     stranded_request,
     usable_http2_connections,
@@ -51,6 +52,7 @@ ORPHANED = "httpcore#1093: a cancelled request left its new connection reserved 
 STRANDED = "a cancellation inside the response's close left its request in the pool"
 ABANDONED = "a cancellation inside a request's clean-up left its connection ACTIVE with no owner"
 WEDGED = "an HTTP/2 connection's stream accounting broke (LocalProtocolError on every request)"
+DEAD_HTTP2 = "a cancelled response close left its HTTP/2 stream open and the connection ACTIVE"
 
 
 class PoolRepair:
@@ -99,7 +101,12 @@ class PoolRepair:
             return 0
         repaired = 0
         for connection in orphaned_connections(pool):
-            cause = ORPHANED if connection_state(connection) == "connecting" else ABANDONED
+            if connection not in orphaned_connections(pool):
+                continue  # a request took it while an earlier eviction awaited its close
+            if connection_state(connection) == "connecting":
+                cause = ORPHANED
+            else:
+                cause = DEAD_HTTP2 if is_http2(connection) else ABANDONED
             if await evict(pool, connection):
                 repaired += 1
                 self.on_repaired(cause)
