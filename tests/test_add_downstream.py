@@ -75,7 +75,8 @@ def test_adding_inventory_by_the_readme_is_three_files_and_is_load_tested(
     result = run_quick_loadtest(project, reports)
     verdict = json.loads((only_run_folder(reports) / "verdict.json").read_text())
     stock_rows = [v for v in verdict["verdicts"] if v["slo"].endswith("GET /stock/{sku}")]
-    assert {v["phase"] for v in stock_rows} >= {"1-baseline", "3-hang", "5-refused", "8b-recovered"}
+    phases_seen = {v["phase"].split("-", 1)[1] for v in stock_rows}
+    assert phases_seen >= {"baseline", "hang", "refused", "idle-close", "recovered"}
     assert all(v["passed"] for v in stock_rows), explain(result)
     slow = next(p for p in verdict["phases"] if p["name"] == "2-slow")
     assert {"target": "inventory", "mode": "slow"}.items() <= next(

@@ -111,7 +111,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Profile]
         parser.error(f"--target must be on this machine (127.0.0.1, ::1); got {args.target!r}")
     try:
         args.limits = dict(_limit(item) for item in args.limit)
-        profile = make_profile(args.profile, args.limits)
+        profile = make_profile(args.profile, args.limits, http2=args.tls)
     except ValueError as error:
         parser.error(str(error))
     return args, profile
@@ -377,6 +377,7 @@ def run_locust(
     stop_file = run_dir / "stop-requested"
     env = child_env(
         LOADTEST_PROFILE=profile.name,
+        LOADTEST_HTTP2="1" if args.tls else "0",
         LOADTEST_FAULT_ADMIN=fault.admin_url,
         LOADTEST_REPORT_DIR=str(run_dir),
         LOADTEST_LIMITS=json.dumps(args.limits),

@@ -222,6 +222,40 @@ def check_bad_bodies_named(
     return _present(phase, slo, rows.select(lambda p: p.outcome == "502 bad_body"), "bad_body")
 
 
+def check_bad_gateways_named(
+    phase: str, slo: Slo, rows: PhaseRows, window: Window, profile: Profile
+) -> Verdict:
+    """The service's own bad_gateway count rose: its callers' calls and its health probes both
+    count, so the fault is seen even while an open breaker keeps callers away from it (that
+    no caller got a 500 is ``no_bare_500``'s to judge)."""
+    start, end = window.start, window.end
+    if start is None or end is None or not start.downstreams or not end.downstreams:
+        return _no_data(phase, slo, "> 0", "the service's /debug/downstreams")
+    counted = sum(
+        (view.get("outcomes") or {}).get("bad_gateway", 0)
+        - (start.downstreams.get(name, {}).get("outcomes") or {}).get("bad_gateway", 0)
+        for name, view in end.downstreams.items()
+    )
+    return Verdict(phase, slo.text, "> 0", f"{counted} bad_gateway", counted > 0)
+
+
+def check_breaker_ready(
+    phase: str, slo: Slo, rows: PhaseRows, window: Window, profile: Profile
+) -> Verdict:
+    """At the end of a quiet phase no breaker is open; at its start one was, or the phase
+    proved nothing. Read from /debug/downstreams, before the next phase's first call."""
+    limit = "none open at the end, after one was"
+    start, end = window.start, window.end
+    if start is None or end is None or not start.downstreams or not end.downstreams:
+        return _no_data(phase, slo, limit, "the service's /debug/downstreams")
+    before = {name: view.get("breaker") for name, view in start.downstreams.items()}
+    after = {name: view.get("breaker") for name, view in end.downstreams.items()}
+    recovering = any(state != "closed" for state in before.values())
+    ready = all(state in ("closed", "half_open") for state in after.values())
+    measured = "; ".join(f"{name}: {before.get(name)} -> {after[name]}" for name in sorted(after))
+    return Verdict(phase, slo.text, limit, measured, recovering and ready)
+
+
 def check_degrades(
     phase: str, slo: Slo, rows: PhaseRows, window: Window, profile: Profile
 ) -> Verdict:
@@ -329,6 +363,8 @@ CHECKS: Final[dict[str, Check]] = {
     "healthz_p99_max": check_healthz_p99_max,
     "log_rate_max": check_log_rate_max,
     "bad_bodies_named": check_bad_bodies_named,
+    "bad_gateways_named": check_bad_gateways_named,
+    "breaker_ready": check_breaker_ready,
     "degrades": check_degrades,
     "timeout_p99_max": check_timeout_p99_max,
     "breaker_opens": check_breaker_opens,

@@ -8,7 +8,8 @@ machines, start the fault server and the service yourself and run, from the proj
     python -m locust -f loadtest/locustfile.py --worker --master-host MASTER   # on each worker
 
 Settings come from the environment (only the master needs them):
-``LOADTEST_PROFILE`` (quick|default), ``LOADTEST_FAULT_ADMIN`` (the fault server's admin URL),
+``LOADTEST_PROFILE`` (quick|default), ``LOADTEST_HTTP2`` (1: the downstream is reached over TLS,
+so the HTTP/2 phases run), ``LOADTEST_FAULT_ADMIN`` (the fault server's admin URL),
 ``LOADTEST_REPORT_DIR`` (where verdict.json goes), ``LOADTEST_SERVICE_PID`` (for RSS and fds;
 without it they are read from the service's /metrics), ``LOADTEST_LIMITS`` (JSON overrides),
 ``LOADTEST_STOP_FILE`` (created by the runner to end the run early).
@@ -79,6 +80,7 @@ CLIENT_LINE_MAX_S: Final = 5.0
 PROFILE: Final = make_profile(
     os.environ.get("LOADTEST_PROFILE", "default"),
     parse_limit_overrides(os.environ.get("LOADTEST_LIMITS")),
+    http2=os.environ.get("LOADTEST_HTTP2") == "1",
 )
 FAULT_ADMIN: Final = os.environ.get("LOADTEST_FAULT_ADMIN")
 REPORT_DIR: Final = Path(os.environ.get("LOADTEST_REPORT_DIR", "loadtest/reports/manual"))

@@ -54,6 +54,9 @@ class ServiceSettings:
     budget_min_per_second: float = 5.0
     budget_window_s: int = 10
     retry_after_cap_s: float = 5.0
+    #: The fault server answers every path: a breaker's health probe goes to the downstream's
+    #: base path like its calls, so it sees the same faults.
+    breaker_probe_path: str = "/healthz"
 
     def environment(self, prefix: str, downstreams: list[str]) -> dict[str, str]:
         """``<PREFIX>DOWNSTREAMS__<NAME>__...`` variables for every downstream."""
@@ -65,6 +68,7 @@ class ServiceSettings:
             "BREAKER__OPEN_DURATION": self.breaker_open_s,
             "BREAKER__OPEN_DURATION_MAX": self.breaker_open_max_s,
             "BREAKER__HALF_OPEN_CALLS": self.breaker_half_open_calls,
+            "BREAKER__PROBE_PATH": self.breaker_probe_path,
             "RETRY__BUDGET_RATIO": self.budget_ratio,
             "RETRY__BUDGET_MIN_PER_SECOND": self.budget_min_per_second,
             "RETRY__BUDGET_WINDOW_SECONDS": self.budget_window_s,
@@ -197,12 +201,22 @@ class Shape:
     spike_latency_ms: float
     impatient_latency_ms: float
     throttle_retry_after_s: int
+    #: idle_close: the fault server closes a connection idle this long (below users' think time).
+    idle_close_ms: float
+    #: goaway: every HTTP/2 connection is sent GOAWAY after this many requests.
+    goaway_after_requests: int
 
 
 def build_phases(
-    shape: Shape, service: ServiceSettings, limits: Limits, routes: tuple[Route, ...] = ROUTES
+    shape: Shape,
+    service: ServiceSettings,
+    limits: Limits,
+    routes: tuple[Route, ...] = ROUTES,
+    *,
+    http2: bool = False,
 ) -> tuple[Phase, ...]:
-    """The ten scenarios of the suite, with their SLOs computed from the same numbers."""
+    """The scenarios of the suite, with their SLOs computed from the same numbers; ``http2`` adds
+    the faults only an HTTP/2 connection has (the runner's ``--tls``)."""
     s = shape.seconds
     mix = full_mix(routes)
     single = single_downstream(routes) or routes
@@ -229,6 +243,7 @@ def build_phases(
     if throttle <= min(deadline, service.retry_after_cap_s):
         raise ValueError("throttle Retry-After must exceed the deadline or the retry cap")
     timeout_p99 = deadline + limits.timeout_margin_s
+    within_deadline = Slo("all_p99_max", "p99 of every response <= deadline + margin", timeout_p99)
     # Retries the budget allows: ``ratio`` per call, also for calls made up to one window
     # before the phase, plus a floor of min_per_second * window in every window.
     errors_s, window = s["errors"], service.budget_window_s
@@ -238,10 +253,16 @@ def build_phases(
     floor_retries = math.ceil(errors_s / window) * service.budget_min_per_second * window
     open_p99 = limits.breaker_open_p99_s
     recovered = limits.recovery_success_ratio
-    recovery_settle = service.breaker_open_max_s + 5.0
-    phases = (
+    quiet_s = service.breaker_open_max_s + 1.0
+    bad_gateway = Slo("bad_gateways_named", "the service counts them bad_gateway (calls, probes)")
+
+    def broken(slug: str, title: str, mode: str) -> Phase:
+        faults = (FaultSpec("*", mode),)
+        return Phase(slug, title, s[slug], shape.base_users, faults, (no_500, bad_gateway), mix)
+
+    phases = [
         Phase(
-            "1-baseline",
+            "baseline",
             "healthy downstream",
             s["baseline"],
             shape.base_users,
@@ -250,7 +271,7 @@ def build_phases(
             mix,
         ),
         Phase(
-            "2-slow",
+            "slow",
             "slow downstream, far beyond pool capacity",
             s["slow"],
             shape.slow_users,
@@ -265,7 +286,7 @@ def build_phases(
             full_mix(routes, healthz_weight=3),
         ),
         Phase(
-            "3-hang",
+            "hang",
             "downstream accepts and never answers",
             s["hang"],
             shape.base_users * 3,
@@ -279,7 +300,7 @@ def build_phases(
             mix,
         ),
         Phase(
-            "4-errors",
+            "errors",
             "50 % of downstream calls answer 503",
             s["errors"],
             shape.base_users * 2,
@@ -297,7 +318,7 @@ def build_phases(
             single_mix,
         ),
         Phase(
-            "5-refused",
+            "refused",
             "downstream refuses connections",
             s["refused"],
             shape.base_users,
@@ -309,7 +330,7 @@ def build_phases(
             mix,
         ),
         Phase(
-            "6-throttled",
+            "throttled",
             f"downstream answers 429 with Retry-After: {throttle}",
             s["throttled"],
             shape.base_users,
@@ -326,7 +347,7 @@ def build_phases(
             single_mix,
         ),
         Phase(
-            "7-spike",
+            "spike",
             f"{shape.spike_users} users (10x) on a healthy downstream",
             s["spike"],
             shape.spike_users,
@@ -339,51 +360,92 @@ def build_phases(
             ),
             mix,
         ),
-        Phase(
-            "8a-settle",
-            f"healthy again: {recovery_settle:g} s (longest open time + 5 s) to recover",
-            recovery_settle,
-            shape.base_users,
-            healthy,
-            (no_500,),
-            mix,
-        ),
-        Phase(
-            "8b-recovered",
-            "recovered",
-            s["recovered"],
-            shape.base_users,
-            healthy,
-            (Slo("success_ratio_min", "success ratio (2xx, not degraded)", recovered),),
-            mix,
-        ),
-        Phase(
-            "9-impatient",
-            f"clients abort after {IMPATIENT_TIMEOUT_S * 1000:g} ms on a slow downstream",
-            s["impatient"],
-            shape.base_users * 2,
-            (FaultSpec("*", "slow", {"latency_ms": shape.impatient_latency_ms}),),
-            (no_500, Slo("aborted_present", "clients aborted requests in flight")),
-            mix,
-            impatient=True,
-        ),
-        Phase(
-            "10-malformed",
-            "downstream answers 200 with a body that is not JSON",
-            s["malformed"],
-            shape.base_users,
-            (FaultSpec("*", "malformed"),),
-            (
-                no_500,
-                Slo("bad_bodies_named", "malformed answers are 502 bad_body, never a 500"),
-            ),
-            mix,
-        ),
+    ]
+    impatient = Phase(
+        "impatient",
+        f"clients abort after {IMPATIENT_TIMEOUT_S * 1000:g} ms on a slow downstream",
+        s["impatient"],
+        shape.base_users * 2,  # the users added are impatient: start from base_users
+        (FaultSpec("*", "slow", {"latency_ms": shape.impatient_latency_ms}),),
+        (no_500, Slo("aborted_present", "clients aborted requests in flight")),
+        mix,
+        impatient=True,
     )
+    idle_close = Phase(
+        "idle-close",
+        f"downstream closes connections idle {shape.idle_close_ms:g} ms (in the pool)",
+        s["idle-close"],
+        shape.base_users,
+        (FaultSpec("*", "idle_close", {"idle_ms": shape.idle_close_ms}),),
+        (no_500, Slo("success_ratio_min", "success ratio (2xx, not degraded)", recovered)),
+        mix,
+    )
+    streams = Phase(
+        "streams",
+        "HTTP/2 downstream lowers MAX_CONCURRENT_STREAMS to 1 on live connections",
+        s["streams"],
+        shape.base_users * 2,
+        (FaultSpec("*", "streams", {"max_streams": 1}),),
+        (no_500, within_deadline),
+        mix,
+    )
+    goaway = Phase(
+        "goaway",
+        f"connections recycled every {shape.goaway_after_requests} requests (HTTP/2: GOAWAY)",
+        s["goaway"],
+        shape.base_users,
+        (FaultSpec("*", "goaway", {"after_requests": shape.goaway_after_requests}),),
+        (no_500, within_deadline),
+        mix,
+    )
+    malformed = Phase(
+        "malformed",
+        "downstream answers 200 with a body that is not JSON",
+        s["malformed"],
+        shape.base_users,
+        (FaultSpec("*", "malformed"),),
+        (no_500, Slo("bad_bodies_named", "malformed answers are 502 bad_body, never a 500")),
+        mix,
+    )
+    quiet = Phase(
+        "quiet",
+        f"healthy, and no traffic for {quiet_s:g} s (the longest open period + 1 s)",
+        quiet_s,
+        0,
+        healthy,
+        (Slo("breaker_ready", "breakers closed or half-open before traffic returns"),),
+        mix,
+    )
+    back = Phase(
+        "recovered",
+        "traffic returns",
+        s["recovered"],
+        shape.base_users,
+        healthy,
+        (Slo("success_ratio_min", "success ratio (2xx, not degraded)", recovered),),
+        mix,
+    )
+    # Locust keeps a phase's users when the next has as many or fewer: impatient follows a phase
+    # of base_users, so the users it adds are the impatient ones.
+    phases += [
+        idle_close,
+        *((streams,) if http2 else ()),
+        malformed,
+        broken("truncated", "bodies end before their Content-Length", "truncated"),
+        impatient,
+        broken("reset-stream", "every call reset (HTTP/2: RST_STREAM)", "reset_stream"),
+        goaway,
+        broken("bad-head", "response heads that do not parse", "bad_head"),
+        quiet,
+        back,
+    ]
     log_rate = Slo(
         "log_rate_max", "service log lines a second, per downstream", limits.log_lines_per_second
     )
-    return tuple(dataclasses.replace(phase, slos=(*phase.slos, log_rate)) for phase in phases)
+    return tuple(
+        dataclasses.replace(phase, name=f"{number}-{phase.name}", slos=(*phase.slos, log_rate))
+        for number, phase in enumerate(phases, start=1)
+    )
 
 
 # Time constants scaled down so each scenario plays out within a phase of a few seconds. One
@@ -408,9 +470,15 @@ QUICK_SHAPE: Final = Shape(
         "refused": 5,
         "throttled": 5,
         "spike": 7,
-        "recovered": 4,
         "impatient": 5,
-        "malformed": 4,
+        "idle-close": 5,
+        "streams": 5,
+        "goaway": 4,
+        "malformed": 3,
+        "truncated": 3,
+        "reset-stream": 3,
+        "bad-head": 3,
+        "recovered": 4,
     },
     base_users=10,
     slow_users=60,
@@ -421,6 +489,8 @@ QUICK_SHAPE: Final = Shape(
     spike_latency_ms=200,
     impatient_latency_ms=400,
     throttle_retry_after_s=2,
+    idle_close_ms=100,
+    goaway_after_requests=20,
 )
 
 DEFAULT_SERVICE: Final = ServiceSettings()  # exactly as the service ships
@@ -433,9 +503,15 @@ DEFAULT_SHAPE: Final = Shape(
         "refused": 20,
         "throttled": 20,
         "spike": 35,
-        "recovered": 20,
         "impatient": 20,
+        "idle-close": 20,
+        "streams": 20,
+        "goaway": 20,
         "malformed": 15,
+        "truncated": 15,
+        "reset-stream": 15,
+        "bad-head": 15,
+        "recovered": 20,
     },
     base_users=10,
     slow_users=60,
@@ -446,16 +522,21 @@ DEFAULT_SHAPE: Final = Shape(
     spike_latency_ms=200,
     impatient_latency_ms=1000,
     throttle_retry_after_s=6,
+    idle_close_ms=100,
+    goaway_after_requests=50,
 )
 
 
-def make_profile(name: str, limit_overrides: Mapping[str, float] | None = None) -> Profile:
+def make_profile(
+    name: str, limit_overrides: Mapping[str, float] | None = None, *, http2: bool = False
+) -> Profile:
+    """``http2``: the downstream is reached over TLS, where the service speaks HTTP/2."""
     shapes = {"quick": (QUICK_SHAPE, QUICK_SERVICE), "default": (DEFAULT_SHAPE, DEFAULT_SERVICE)}
     if name not in shapes:
         raise ValueError(f"unknown profile {name!r}; choose from {sorted(shapes)}")
     shape, service = shapes[name]
     limits = Limits().with_overrides(limit_overrides or {})
-    return Profile(name, build_phases(shape, service, limits), service, limits)
+    return Profile(name, build_phases(shape, service, limits, http2=http2), service, limits)
 
 
 PROFILE_NAMES: Final = ("quick", "default")

@@ -46,6 +46,11 @@ def profile() -> Profile:
     return make_profile("quick")
 
 
+def named(profile: Profile, slug: str) -> str:
+    """A phase's numbered name, e.g. "15-recovered": numbers depend on which phases run."""
+    return next(phase.name for phase in profile.phases if phase.name.endswith(f"-{slug}"))
+
+
 def row(phase: str, endpoint: str, outcome: str, times: Mapping[int, int]) -> RequestRow:
     count = sum(times.values())
     failures = 0 if outcome in ("", "degraded", "aborted") or outcome.startswith("shed") else count
@@ -139,12 +144,13 @@ def test_baseline_error_ratio_is_strictly_below_half_a_percent(
 def test_recovery_needs_99_percent_plain_successes(
     profile: Profile, ok_count: int, ok: bool
 ) -> None:
+    recovered = named(profile, "recovered")
     rows = [
-        row("8b-recovered", DETAILS, "", {10: ok_count}),
-        row("8b-recovered", DETAILS, "degraded", {10: 1000 - ok_count}),
+        row(recovered, DETAILS, "", {10: ok_count}),
+        row(recovered, DETAILS, "degraded", {10: 1000 - ok_count}),
     ]
-    text = slo_text(profile, "8b-recovered", "success_ratio_min") + f": {DETAILS}"
-    assert verdicts_of(profile, RunData(rows), "8b-recovered")[text] is ok
+    text = slo_text(profile, recovered, "success_ratio_min") + f": {DETAILS}"
+    assert verdicts_of(profile, RunData(rows), recovered)[text] is ok
 
 
 @pytest.mark.parametrize("outcome", ["500 problem", "502 bare", "no response"])
@@ -370,3 +376,51 @@ def test_an_unreadable_service_log_fails_the_log_rate(profile: Profile) -> None:
     text = slo_text(profile, "1-baseline", "log_rate_max")
     data = RunData([], {"1-baseline": Window(Snapshot(t=1.0), Snapshot(t=2.0))})
     assert verdicts_of(profile, data, "1-baseline")[text] is False
+
+
+def test_http2_adds_its_phases_and_every_profile_ends_quiet_then_recovered() -> None:
+    plain, http2 = make_profile("quick"), make_profile("quick", http2=True)
+    slugs = [phase.name.split("-", 1)[1] for phase in http2.phases]
+    assert [p.name.split("-", 1)[1] for p in plain.phases] == [
+        slug for slug in slugs if slug != "streams"
+    ]
+    assert {"streams", "goaway", "reset-stream", "bad-head", "idle-close"} <= set(slugs)
+    assert slugs[-2:] == ["quiet", "recovered"]
+    quiet = http2.phase(named(http2, "quiet"))
+    assert quiet.users == 0
+    assert quiet.seconds > http2.service.breaker_open_max_s  # every open period can end
+    assert [p.name for p in http2.phases] == [f"{n}-{s}" for n, s in enumerate(slugs, start=1)]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "ok"),
+    [
+        ("open", "closed", True),
+        ("open", "half_open", True),
+        ("half_open", "closed", True),
+        ("open", "open", False),  # still refusing when traffic returns
+        ("closed", "closed", False),  # nothing was open: the phase proved nothing
+    ],
+)
+def test_a_quiet_phase_needs_an_open_breaker_to_be_ready_by_its_end(
+    profile: Profile, before: str, after: str, ok: bool
+) -> None:
+    quiet = named(profile, "quiet")
+    text = slo_text(profile, quiet, "breaker_ready")
+    others = {name: {"breaker": "closed"} for name in declared.names() if name != "catalog"}
+    start = Snapshot(t=1.0, downstreams={**others, "catalog": {"breaker": before}})
+    end = Snapshot(t=4.0, downstreams={**others, "catalog": {"breaker": after}})
+    assert verdicts_of(profile, RunData([], {quiet: Window(start, end)}), quiet)[text] is ok
+
+
+@pytest.mark.parametrize("slug", ["truncated", "reset-stream", "bad-head"])
+@pytest.mark.parametrize(("before", "after", "ok"), [(3, 40, True), (3, 3, False)])
+def test_a_broken_protocol_phase_wants_the_service_to_count_bad_gateways(
+    profile: Profile, slug: str, before: int, after: int, ok: bool
+) -> None:
+    """Counted by the service, so an open breaker's probes count too."""
+    phase = named(profile, slug)
+    text = slo_text(profile, phase, "bad_gateways_named")
+    start = snapshot(1.0, 0, 0, outcomes={"bad_gateway": before})
+    end = snapshot(4.0, 0, 0, outcomes={"bad_gateway": after})
+    assert verdicts_of(profile, RunData([], {phase: Window(start, end)}), phase)[text] is ok
