@@ -92,3 +92,25 @@ async def test_an_idle_http2_connection_the_server_closed_is_expired() -> None:
                 await anyio.sleep(0.01)
             assert pool_internals.expire_closed_idle_http2(pool) == 1
             assert connection.has_expired()
+
+
+@pytest.mark.anyio
+async def test_an_active_http2_connection_no_request_owns_is_an_orphan() -> None:
+    """What a cancelled response close leaves: the request gone from the pool, its stream still
+    in the connection's books (here the request is taken out by hand), so the connection stays
+    ACTIVE and never expires. Nothing of ours is on it: the repair closes it."""
+    with serve_in_thread(tls=True) as fault:
+        settings = DownstreamSettings(base_url=fault.base_url, http2=True, ca_bundle=fault.ca_path)
+        client = build_client(settings, build_ssl_context(fault.ca_path, verify=True))
+        async with client:
+            pool = pool_internals.client_pool(client)
+            assert pool is not None
+            # Never closed, as after the cancellation: closing would take the request out again.
+            response = await client.send(client.build_request("GET", "/items/1"), stream=True)
+            assert response.http_version == "HTTP/2"
+            assert pool_internals.orphaned_connections(pool) == []  # its request owns it
+            require(pool, pool_internals.POOL_REQUESTS, "requests").clear()  # the repair's part
+            [connection] = pool_internals.orphaned_connections(pool)
+            assert await pool_internals.evict(pool, connection) is True
+            assert pool.connections == []
+            assert (await client.get("/items/2")).status_code == 200  # a new connection
