@@ -10,7 +10,7 @@ import tempfile
 
 import uvicorn
 
-from .log_config import configure_logging
+from .log_config import configure_logging, wants_json
 from .settings import SettingsError, load_settings, resolve_downstreams
 
 
@@ -58,7 +58,8 @@ def main() -> int:
         loop="uvloop",
         http="httptools",
         log_config=None,
-        access_log=settings.access_log,
+        # In JSON the app writes its own access lines, at a tenth of the cost (access_log.py).
+        access_log=settings.access_log and not wants_json(settings.log_format),
         server_header=False,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )

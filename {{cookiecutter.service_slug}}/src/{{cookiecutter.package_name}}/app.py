@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from fastapi import FastAPI
 
+from .access_log import to_stdout
 from .downstream.declarations import check_routes
 from .downstream.httplib import httpx
 from .downstreams import declared
 from .lifespan import lifespan
-from .log_config import configure_logging
+from .log_config import configure_logging, wants_json
 from .problems import install_problem_handlers
 from .request_context import RequestContextMiddleware
 from .routes import debug, health, metrics, service_routers
@@ -44,9 +46,15 @@ def create_app(
         app.include_router(debug.router)
     if settings.metrics_endpoint:
         app.include_router(metrics.router)
+    # A JSON access log of its own; uvicorn's (see __main__) only in a terminal, readable.
+    # Its lines are INFO, as uvicorn's are: LOG_LEVEL=warning turns both off.
+    info = logging.getLevelNamesMapping()[settings.log_level.upper()] <= logging.INFO
+    json_access = settings.access_log and info and wants_json(settings.log_format)
+    app.state.access_log = to_stdout() if json_access else None
     app.add_middleware(
         RequestContextMiddleware,
         deadline_header=settings.deadline_header,
         default_deadline=settings.default_deadline_seconds,
+        access_log=app.state.access_log,
     )
     return app

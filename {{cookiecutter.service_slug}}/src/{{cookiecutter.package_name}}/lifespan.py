@@ -78,3 +78,5 @@ async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
             log.info("service.stopping")
             await monitor.stop()
             mark_worker_stopped()
+            if app.state.access_log is not None:
+                app.state.access_log.flush()

@@ -237,6 +237,22 @@ def test_metrics_agree_across_two_workers(fault: RunningFaultServer, tmp_path: P
     assert fault.stats()["items"] == sent
 
 
+def test_every_request_gets_one_json_access_line_without_its_query(
+    fault: RunningFaultServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with running_service(fault, {**JSON_LOGS, "access_log": True}) as (url, _):
+        response = httpx.get(f"{url}/items/7?token=s3cr3t")
+        missing = httpx.get(f"{url}/nowhere")
+    lines = [e for e in log_events(capsys.readouterr().out) if e.get("logger") == "access"]
+    assert [(e["method"], e["path"], e["status"]) for e in lines] == [
+        ("GET", "/items/7", 200),
+        ("GET", "/nowhere", 404),
+    ]
+    assert lines[0]["request_id"] == response.headers["x-request-id"]
+    assert lines[1]["request_id"] == missing.headers["x-request-id"]
+    assert all(e["duration_ms"] > 0 and e["level"] == "info" for e in lines)
+
+
 def test_secrets_never_reach_a_log_line(
     fault: RunningFaultServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
