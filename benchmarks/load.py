@@ -188,6 +188,8 @@ RATIOS = (
     ("service_httpx", "per_request"),
     ("service_httpx2", "bare_shared"),
     ("service_httpx2", "service_httpx"),
+    ("service_httpx", "reference"),
+    ("service_httpx2", "reference"),
 )
 
 

@@ -92,8 +92,11 @@ def load_section(result: dict[str, Any]) -> list[str]:
 
 def scenario_table(scenario: dict[str, Any]) -> list[str]:
     rows = []
+    reference = scenario["targets"].get("reference")
+    reference_cpu = reference["summary"]["target_cpu_us_per_request"]["median"] if reference else 0
     for target in scenario["targets"].values():
         s = target["summary"]
+        cpu = s["target_cpu_us_per_request"]["median"]
         other = {k: v for k, v in s["statuses"].items() if k != "200"}
         rows.append(
             [
@@ -103,6 +106,7 @@ def scenario_table(scenario: dict[str, Any]) -> list[str]:
                 spread_text(s["p99_ms"], 1),
                 num(s["max_ms"]["max"], 1),
                 spread_text(s["target_cpu_us_per_request"]),
+                f"{cpu / reference_cpu:.1f}x" if reference_cpu else "-",
                 num(s["rig_cpu_busy"]["max"], 2),
                 ", ".join(f"{k}: {v}" for k, v in s["reasons"].items()) or str(other or "-"),
             ]
@@ -118,6 +122,7 @@ def scenario_table(scenario: dict[str, Any]) -> list[str]:
                 "p99 ms",
                 "max ms",
                 "CPU/req us",
+                "CPU vs (5)",
                 "rig",
                 "errors",
             ],
@@ -131,7 +136,8 @@ def scenario_table(scenario: dict[str, Any]) -> list[str]:
                 name.replace("service_httpx2", "(4)")
                 .replace("service_httpx", "(1)")
                 .replace("bare_shared", "(2)")
-                .replace("per_request", "(3)"),
+                .replace("per_request", "(3)")
+                .replace("reference", "(5)"),
                 spread_text(r["throughput"], 2),
                 spread_text(r["cpu_efficiency"], 2),
             ]

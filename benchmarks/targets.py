@@ -1,9 +1,10 @@
-"""The four targets and how each is started: command, environment, probe path.
+"""The five targets and how each is started: command, environment, probe path.
 
 (1) the generated service (httpx), (2) a bare FastAPI app with one shared client (the seed's
-Step 1), (3) the same app with a client per request, (4) the generated service baked with httpx2.
-Every target calls the same downstream ``GET /items/{id}`` and is served by uvicorn with uvloop
-and httptools, without an access log, at log level warning.
+Step 1), (3) the same app with a client per request, (4) the generated service baked with httpx2,
+(5) the Python reference: a raw ASGI app with one aiohttp session (``reference_app``). Every
+target calls the same downstream ``GET /items/{id}`` and is served by uvicorn with uvloop and
+httptools, without an access log, at log level warning.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class Target:
     key: str
     label: str
     kind: str
-    """``service`` (a bake) or ``bare`` (benchmarks.bare_app)."""
+    """``service`` (a bake), ``bare`` (benchmarks.bare_app) or ``reference``."""
     variant: str
     """The bake's http_client for a service; the client mode for a bare app."""
 
@@ -33,9 +34,10 @@ SERVICE_HTTPX = Target("service_httpx", "(1) generated service, httpx", "service
 BARE_SHARED = Target("bare_shared", "(2) bare FastAPI, one shared client", "bare", "shared")
 PER_REQUEST = Target("per_request", "(3) bare FastAPI, client per request", "bare", "per-request")
 SERVICE_HTTPX2 = Target("service_httpx2", "(4) generated service, httpx2", "service", "httpx2")
-ALL = (SERVICE_HTTPX, BARE_SHARED, PER_REQUEST, SERVICE_HTTPX2)
+REFERENCE = Target("reference", "(5) reference: raw ASGI, one aiohttp session", "reference", "")
+ALL = (SERVICE_HTTPX, BARE_SHARED, PER_REQUEST, SERVICE_HTTPX2, REFERENCE)
 # A client per request has no pool to bound, so the pool-of-10 scenario leaves it out.
-SLOW = (SERVICE_HTTPX, BARE_SHARED, SERVICE_HTTPX2)
+SLOW = (SERVICE_HTTPX, BARE_SHARED, SERVICE_HTTPX2, REFERENCE)
 
 
 @dataclass
@@ -83,17 +85,11 @@ def spawn_target(
         probe = "/readyz"
     else:
         env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-        command = [
-            sys.executable,
-            "-m",
-            "benchmarks.bare_app",
-            "--port",
-            str(port),
-            "--downstream",
-            downstream_url,
-            "--client",
-            target.variant,
-        ]
+        module = "benchmarks.reference_app" if target.kind == "reference" else "benchmarks.bare_app"
+        command = [sys.executable, "-m", module, "--port", str(port)]
+        command += ["--downstream", downstream_url]
+        if target.kind == "bare":
+            command += ["--client", target.variant]
         if pool is not None:
             command += ["--max-connections", str(pool)]
         probe = "/healthz"

@@ -16,8 +16,8 @@ import pytest
 
 from tests.conftest import TEMPLATE, run
 
-FAST_TARGETS = {"service_httpx", "bare_shared", "per_request", "service_httpx2"}
-SLOW_TARGETS = {"service_httpx", "bare_shared", "service_httpx2"}
+FAST_TARGETS = {"service_httpx", "bare_shared", "per_request", "service_httpx2", "reference"}
+SLOW_TARGETS = {"service_httpx", "bare_shared", "service_httpx2", "reference"}
 MICRO_FIGURES = {
     "raw_client_get",
     "pipeline_get",
@@ -74,7 +74,11 @@ def test_every_fast_scenario_measured_every_target(bench: dict[str, Any]) -> Non
             assert summary["statuses"].get("200", 0) > 0, target["label"]
             assert len(target["runs"]) == bench["json"]["plan"]["repeats"]
             assert finite(summary["ok_rps"]) and finite(summary["target_cpu_us_per_request"])
-        assert {"service_httpx/bare_shared", "service_httpx/per_request"} <= set(scenario["ratios"])
+        assert {
+            "service_httpx/bare_shared",
+            "service_httpx/per_request",
+            "service_httpx/reference",
+        } <= set(scenario["ratios"])
 
 
 def test_slow_scenario_ran_with_a_pool_of_ten(bench: dict[str, Any]) -> None:
@@ -127,6 +131,9 @@ def test_markdown_and_stdout_carry_machine_versions_and_command(bench: dict[str,
         assert "| pinning |" in text
         assert "| httpx |" in text and "| httpx2 |" in text
         assert "## Targets" in text
+    # Every target's CPU a request against the reference's, in the same run.
+    assert "| CPU vs (5) |" in bench["markdown"]
+    assert "(5) reference: raw ASGI, one aiohttp session | " in bench["markdown"]
 
 
 def test_the_committed_results_were_left_alone(bench: dict[str, Any]) -> None:
