@@ -5,12 +5,10 @@ deadline -> admission (breaker, bulkhead) -> retry loop -> per-attempt timeout -
 - Bodies are always read and the response closed before ``request`` returns, so a connection can
   never be left checked out; ``stream`` is an ``async with`` that always closes, and a stream
   held open too long or dropped unclosed is reported with the line that opened it.
-- Time is enforced with httpx's own timeouts, capped by what remains of the deadline, and a
-  backstop cancels any attempt still running just after the deadline (waits httpx does not
-  bound). What a cancellation breaks in httpcore's pool (#1093 and two more holes) is repaired
-  the moment it happens (``cancellation.py``).
 - Each piece has one job elsewhere: ``admission`` lets a call in and settles it once,
-  ``failures`` maps what went wrong to 502/503/504, ``instruments`` logs and counts.
+  ``attempts`` sends it (deadline-capped timeouts, retries, a backstop past the deadline, the pool
+  repaired after a cancellation), ``failures`` maps what went wrong to 502/503/504,
+  ``instruments`` logs and counts.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from .admission import Admission, Ticket
-from .bodies import UNMAPPED_ERRORS, CheckedBody, as_http_error
+from .attempts import Attempts
 from .breaker import BreakerState, CircuitBreaker, is_failure_status
 from .budget import RetryBudget
 from .bulkhead import Bulkhead
@@ -34,23 +32,16 @@ from .cancellation import PoolRepair
 from .config import DownstreamSettings, ObservabilitySettings
 from .deadline import call_deadline
 from .decoding import ModelT, json_body, not_the_model
-from .errors import DownstreamError, DownstreamTimeout
-from .failures import budget_spent, for_exception, for_status
+from .errors import DownstreamTimeout
+from .failures import for_status
 from .health_probe import HealthProbe
 from .httplib import httpx
-from .inflight import InFlightCall, InFlightCalls, OpenStreams
+from .inflight import InFlightCalls, OpenStreams
 from .instruments import Instruments
 from .metrics import DownstreamMetrics
-from .pool_internals import client_pool, expire_closed_idle_http2, pool_stats
-from .retry import RetryPolicy, is_idempotent
-from .tracing import AttemptTrace
+from .pool_internals import client_pool, pool_stats
+from .retry import RetryPolicy
 from .urls import DEFAULT_PORTS, PathBuilder
-
-# How long after its deadline an attempt httpx has not ended is cancelled (see ``_backstop``).
-# Long enough that event-loop lag under load never lets it beat httpx's own timeout at the
-# deadline: at 0.1 s it did, and the cancellations it caused made the quick load test's slow
-# phase miss its shed and /healthz p99 (630/130 ms vs 570/67 ms at 0.3 s).
-BACKSTOP_GRACE_SECONDS = 0.3
 
 ResultT = TypeVar("ResultT")
 
@@ -103,17 +94,19 @@ class Downstream:
         self.budget = RetryBudget(settings.retry)
         self.retry = RetryPolicy(name, settings.retry, self.budget, self.instruments)
         self.repair = PoolRepair(client, self._pool_repaired)
-        self.http2_pool = client_pool(client) if settings.http2 else None
-        self.open_streams = OpenStreams()
-        timeouts = settings.timeouts
-        self.full_timeout = httpx.Timeout(
-            connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=timeouts.pool
-        ).as_dict()
-        self.longest_timeout = max(timeouts.connect, timeouts.read, timeouts.write, timeouts.pool)
-        # Traces tell a GOAWAY-refused HTTP/2 request from a processed one, and measure pool wait.
-        self.trace_attempts = self.observability.trace_pool_wait or (
-            settings.http2 and settings.base_url.startswith("https://")
+        self.attempts = Attempts(
+            name,
+            settings,
+            client,
+            deadline_header=deadline_header,
+            budget=self.budget,
+            retry=self.retry,
+            repair=self.repair,
+            instruments=self.instruments,
+            trace_pool_wait=self.observability.trace_pool_wait,
+            busy=self.busy,
         )
+        self.open_streams = OpenStreams()
 
     @property
     def metrics(self) -> DownstreamMetrics:
@@ -208,17 +201,18 @@ class Downstream:
             ticket = await self.admission.admit(method, path)
             try:
                 request = self._build_request(method, request_path, params=params, headers=headers)
-                self._prepare_attempt(request, deadline)
+                attempts = self.attempts
+                attempts.prepare(request, deadline)
                 try:
-                    async with self._backstop(deadline):
-                        response = await self._send_once(request, None)
+                    async with attempts.backstop(deadline):
+                        response = await attempts.send_once(request, None)
                 except (httpx.HTTPError, TimeoutError) as exc:
-                    raise self._failure(exc) from None
+                    raise attempts.failure(exc) from None
                 try:
                     self._judge(ticket, response)
                     yield response
                 finally:
-                    await self._close_checked(response)  # the block may end in a cancellation
+                    await attempts.close_checked(response)  # the block may end in a cancellation
             except BaseException as exc:
                 ticket.settle_error(exc)  # a no-op once the head was judged
                 raise
@@ -322,7 +316,7 @@ class Downstream:
         ticket = await self.admission.admit(method, path)  # sheds and open breakers fail here
         try:
             request = self._build_request(method, request_path, **options)
-            response = await self._send(request, deadline, ticket.call)
+            response = await self.attempts.send(request, deadline, ticket.call)
             if is_failure_status(response.status_code):
                 ticket.failed("error")
                 raise for_status(self.name, response)
@@ -342,139 +336,6 @@ class Downstream:
             raise for_status(self.name, response)
         ticket.succeeded()
 
-    @staticmethod
-    def _backstop(deadline: float) -> asyncio.Timeout:
-        """End the attempt shortly after the deadline, whatever the client library waits on.
-
-        httpx's own timeouts, capped at the deadline, get the first chance to end an attempt
-        cleanly; this ends what they do not bound: an HTTP/2 stream-slot or read-lock wait (with
-        httpcore 1.0.9 a downstream lowering MAX_CONCURRENT_STREAMS deadlocks the connection's
-        reader), response headers or a body dripped a byte at a time. What the cancellation
-        leaves in the pool is repaired by ``_send_once`` and ``_close_checked``.
-        """
-        return asyncio.timeout(deadline + BACKSTOP_GRACE_SECONDS - time.monotonic())
-
-    async def _send_once(self, request: httpx.Request, max_bytes: int | None) -> httpx.Response:
-        """One send; a cancelled or broken one has the pool checked for the damage it may leave.
-        The body is read through ``CheckedBody``: at most ``max_bytes``, h2's errors mapped."""
-        if self.http2_pool is not None:
-            expire_closed_idle_http2(self.http2_pool)
-        try:
-            response = await self.client.send(request, stream=True)
-        except asyncio.CancelledError:
-            self.repair.after_cancelled_send()
-            raise
-        except httpx.LocalProtocolError:
-            self.repair.after_protocol_error()
-            raise
-        except UNMAPPED_ERRORS as exc:
-            raise as_http_error(exc, request) from exc
-        stream = response.stream
-        assert isinstance(stream, httpx.AsyncByteStream)  # an AsyncClient's response
-        response.stream = CheckedBody(stream, request, max_bytes)
-        return response
-
-    async def _close_checked(self, response: httpx.Response) -> None:
-        """Close ``response``, then check a cancellation did not strand its request in the pool."""
-        try:
-            await response.aclose()
-        finally:
-            self.repair.release_if_stranded(response)
-
-    def _pool_repaired(self, cause: str) -> None:
-        self.instruments.repaired(cause, self.snapshot()["pool"])
-
-    async def _send(
-        self, request: httpx.Request, deadline: float, call: InFlightCall
-    ) -> httpx.Response:
-        """The first attempt inline; tenacity only when its outcome may be retried."""
-        self.budget.deposit()
-        idempotent = is_idempotent(request.method, request.headers)
-        traces: list[AttemptTrace] = []
-        first: httpx.Response | BaseException
-        try:
-            first = await self._attempt(request, deadline, traces, call)
-        except (httpx.HTTPError, TimeoutError) as exc:
-            if self.retry.error_reason(exc, idempotent=idempotent, traces=traces) is None:
-                raise self._failure(exc) from None
-            first = exc
-        else:
-            if self.retry.response_reason(first, idempotent=idempotent) is None:
-                return first
-        return await self._retry(first, request, deadline, traces, call, idempotent=idempotent)
-
-    async def _retry(
-        self,
-        first: httpx.Response | BaseException,
-        request: httpx.Request,
-        deadline: float,
-        traces: list[AttemptTrace],
-        call: InFlightCall,
-        *,
-        idempotent: bool,
-    ) -> httpx.Response:
-        retrying = self.retry.call(deadline=deadline, idempotent=idempotent, traces=traces)
-        replay = [first]
-
-        async def attempt() -> httpx.Response:
-            if replay:  # tenacity's attempt 1 is the one already made
-                outcome = replay.pop()
-                if isinstance(outcome, BaseException):
-                    raise outcome
-                return outcome
-            return await self._attempt(request, deadline, traces, call)
-
-        try:
-            response: httpx.Response = await retrying(attempt)
-        except (httpx.HTTPError, TimeoutError) as exc:
-            if retrying.stopped_by == "budget":
-                raise budget_spent(self.name) from None
-            raise self._failure(exc) from None
-        if retrying.stopped_by == "budget":
-            raise budget_spent(self.name)
-        return response
-
-    async def _attempt(
-        self,
-        request: httpx.Request,
-        deadline: float,
-        traces: list[AttemptTrace],
-        call: InFlightCall,
-    ) -> httpx.Response:
-        call.attempt += 1
-        self._prepare_attempt(request, deadline)
-        trace = None
-        if self.trace_attempts:
-            trace = AttemptTrace()
-            traces.append(trace)
-            request.extensions["trace"] = trace
-        async with self._backstop(deadline):
-            response = await self._send_once(request, self.settings.max_body_bytes)
-            try:
-                await response.aread()  # closes the response at the end of the body
-            except BaseException:
-                await self._close_checked(response)
-                raise
-        self.instruments.attempt(request, call, response, trace)
-        return response
-
-    def _prepare_attempt(self, request: httpx.Request, deadline: float) -> None:
-        """Cap this attempt's timeouts by the deadline and forward what remains downstream."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise httpx.TimeoutException("deadline reached before the attempt", request=request)
-        if remaining >= self.longest_timeout:
-            request.extensions["timeout"] = self.full_timeout
-        else:
-            timeouts = self.settings.timeouts
-            request.extensions["timeout"] = {
-                "connect": min(timeouts.connect, remaining),
-                "read": min(timeouts.read, remaining),
-                "write": min(timeouts.write, remaining),
-                "pool": min(timeouts.pool, remaining),
-            }
-        request.headers[self.deadline_header] = str(int(remaining * 1000))
-
     def _build_request(self, method: str, request_path: str, **options: Any) -> httpx.Request:
         """Build the httpx request and prove it stays on this downstream's origin and base path."""
         request = self.client.build_request(method, request_path, **options)
@@ -484,8 +345,5 @@ class Downstream:
         )
         return request
 
-    def _failure(self, exc: BaseException) -> DownstreamError:
-        error = for_exception(self.name, exc)
-        if error.reason == "pool_exhausted":
-            self.instruments.exhausted("pool_timeout", self.busy)
-        return error
+    def _pool_repaired(self, cause: str) -> None:
+        self.instruments.repaired(cause, self.snapshot()["pool"])
