@@ -80,10 +80,16 @@ def main() -> None:
     parser.add_argument("--client", choices=("shared", "per-request"), required=True)
     parser.add_argument("--max-connections", type=int, default=200)
     args = parser.parse_args()
+    serve(make_app(args.downstream, args.client, args.max_connections), args.port)
+
+
+def serve(app: Any, port: int) -> None:
+    """How every baseline is served: as the generated service is (uvloop, httptools, no access
+    log, log level warning)."""
     uvicorn.run(
-        make_app(args.downstream, args.client, args.max_connections),
+        app,
         host="127.0.0.1",
-        port=args.port,
+        port=port,
         loop="uvloop",
         http="httptools",
         access_log=False,

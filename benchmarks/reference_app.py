@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import aiohttp
-import uvicorn
+
+from benchmarks.bare_app import serve
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -82,17 +83,7 @@ def main() -> None:
     parser.add_argument("--downstream", required=True)
     parser.add_argument("--max-connections", type=int, default=100)
     args = parser.parse_args()
-    uvicorn.run(
-        ReferenceApp(args.downstream, args.max_connections),
-        host="127.0.0.1",
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-        backlog=4096,
-    )
+    serve(ReferenceApp(args.downstream, args.max_connections), args.port)
 
 
 if __name__ == "__main__":
