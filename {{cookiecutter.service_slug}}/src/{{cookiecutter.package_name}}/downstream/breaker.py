@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import BreakerSettings
+from .window import SlidingWindow
 
 
 class BreakerState(enum.StrEnum):
@@ -116,26 +117,20 @@ class CircuitBreaker:
     """
 
     __slots__ = (
-        "_bucket_calls",
-        "_bucket_failures",
-        "_bucket_slow_calls",
-        "_calls",
         "_clock",
         "_config",
-        "_failures",
         "_half_open_done",
         "_half_open_failures",
         "_half_open_in_flight",
         "_half_open_slow",
-        "_newest_second",
         "_next_probe_at",
         "_on_state_change",
         "_open_duration",
         "_period",
         "_schedule",
-        "_slow_calls",
         "_state",
         "_transitions",
+        "_window",
         "name",
     )
 
@@ -162,15 +157,7 @@ class CircuitBreaker:
         self._half_open_done = 0
         self._half_open_failures = 0
         self._half_open_slow = 0
-        # Ring of one-second buckets, index = second % window_seconds. Running totals
-        # make each record O(1); buckets expire lazily, when the clock has moved on.
-        self._bucket_calls = [0] * config.window_seconds
-        self._bucket_failures = [0] * config.window_seconds
-        self._bucket_slow_calls = [0] * config.window_seconds
-        self._calls = 0
-        self._failures = 0
-        self._slow_calls = 0
-        self._newest_second = int(clock())
+        self._window = SlidingWindow(config.window_seconds, int(clock()))
 
     @property
     def state(self) -> BreakerState:
@@ -245,17 +232,18 @@ class CircuitBreaker:
     def snapshot(self) -> BreakerSnapshot:
         self._half_open_if_due()
         now = self._clock()
-        self._expire_buckets(int(now))
-        calls = self._calls
+        window = self._window
+        window.expire(int(now))
+        calls = window.calls
         state = self._state
         until_half_open = max(0.0, self._next_probe_at - now) if state is _OPEN else 0.0
         return BreakerSnapshot(
             state=state,
             calls=calls,
-            failures=self._failures,
-            slow_calls=self._slow_calls,
-            failure_rate=self._failures / calls if calls else 0.0,
-            slow_call_rate=self._slow_calls / calls if calls else 0.0,
+            failures=window.failures,
+            slow_calls=window.slow,
+            failure_rate=window.failures / calls if calls else 0.0,
+            slow_call_rate=window.slow / calls if calls else 0.0,
             seconds_until_half_open=until_half_open,
             half_open_calls=self._half_open_in_flight if state is _HALF_OPEN else 0,
             transitions=self._transitions,
@@ -280,23 +268,16 @@ class CircuitBreaker:
             # DISABLED, or a call admitted before the breaker opened: the verdict is
             # already made, and the window is cleared when the breaker closes.
             return
-        index = self._expire_buckets(int(self._clock()))
-        self._bucket_calls[index] += 1
-        self._calls += 1
-        if failed:
-            self._bucket_failures[index] += 1
-            self._failures += 1
-        if slow:
-            self._bucket_slow_calls[index] += 1
-            self._slow_calls += 1
-        calls = self._calls
+        window = self._window
+        window.record(int(self._clock()), failed=failed, slow=slow)
+        calls = window.calls
         config = self._config
         if (
             state is _CLOSED
             and calls >= config.minimum_calls
             and (
-                self._failures / calls >= config.failure_rate_threshold
-                or self._slow_calls / calls >= config.slow_call_rate_threshold
+                window.failures / calls >= config.failure_rate_threshold
+                or window.slow / calls >= config.slow_call_rate_threshold
             )
         ):
             self._open()
@@ -361,7 +342,7 @@ class CircuitBreaker:
             self._reopen()
 
     def _close(self) -> None:
-        self._clear_window(int(self._clock()))
+        self._window.clear(int(self._clock()))
         self._open_duration = self._config.open_duration
         self._set_state(_CLOSED)
 
@@ -378,39 +359,6 @@ class CircuitBreaker:
             # half-changed, so its exceptions are swallowed.
             with contextlib.suppress(Exception):
                 hook(self.name, old, new)
-
-    def _expire_buckets(self, second: int) -> int:
-        """Zero the buckets that left the window; return the current bucket's index.
-
-        Each second's bucket is zeroed once, so this is O(1) amortised and never more
-        than window_seconds steps. A clock that steps back is treated as standing still.
-        """
-        newest = self._newest_second
-        size = len(self._bucket_calls)
-        if second <= newest:  # the common case under load: same second
-            return newest % size
-        if second - newest >= size:
-            self._clear_window(second)
-        else:
-            calls = self._bucket_calls
-            failures = self._bucket_failures
-            slow_calls = self._bucket_slow_calls
-            for stale in range(newest + 1, second + 1):
-                index = stale % size
-                self._calls -= calls[index]
-                self._failures -= failures[index]
-                self._slow_calls -= slow_calls[index]
-                calls[index] = failures[index] = slow_calls[index] = 0
-            self._newest_second = second
-        return second % size
-
-    def _clear_window(self, second: int) -> None:
-        size = len(self._bucket_calls)
-        self._bucket_calls = [0] * size
-        self._bucket_failures = [0] * size
-        self._bucket_slow_calls = [0] * size
-        self._calls = self._failures = self._slow_calls = 0
-        self._newest_second = second
 
 
 def is_failure_status(status_code: int) -> bool:
