@@ -47,6 +47,8 @@ LOAD_GENERATOR = (
 
 
 BEGAN = time.monotonic()
+# Load verdicts whose miss gets a py-spy profile of the service (and of the bare app).
+PROFILED_VERDICTS = ("service_vs", "cpu_cut", "tail", "stretch_cpu")
 
 
 def progress(message: str) -> None:
@@ -272,7 +274,7 @@ def measure_rest(
         *verdicts.micro_verdicts(micro),
         verdicts.memory_verdict(memory),
     ]
-    missed_load = [v for v in found if not v["met"] and v["key"].startswith("service_vs")]
+    missed_load = [v for v in found if not v["met"] and v["key"].startswith(PROFILED_VERDICTS)]
     profiles = run_profiles(context, plan, driver, fast_targets, missed_load)
     return {"load": load, "memory": memory, "micro": micro, "verdicts": found, "profiles": profiles}
 

@@ -2,7 +2,9 @@
 
 ``--client shared`` is the seed guide's Step 1: one ``httpx.AsyncClient`` for the process with
 ``Limits(max_connections=200, max_keepalive_connections=50)`` and its timeouts (connect 5, read
-30, write 5, pool 5), opened and closed by the lifespan. ``--client per-request`` is the
+30, write 5, pool 5), opened and closed by the lifespan; ``--aiohttp-transport-of PACKAGE``
+puts that client on a bake's aiohttp transport, so the service is compared with a bare app on
+the same engine. ``--client per-request`` is the
 anti-pattern the guide warns about: a new client (and SSL context) for every call. Both are
 served like the generated service (uvicorn, uvloop, httptools, no access log).
 
@@ -16,6 +18,8 @@ count PoolTimeouts instead of seeing anonymous 500s.
 from __future__ import annotations
 
 import argparse
+import importlib
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,16 +32,34 @@ from fastapi.responses import JSONResponse
 SEED_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=5.0, pool=5.0)
 
 
-def make_app(downstream: str, client_mode: str, max_connections: int) -> FastAPI:
+def aiohttp_transport(package: str, max_connections: int) -> httpx.AsyncBaseTransport:
+    """The bake's own ``AiohttpTransport``, sized like the guide's limits."""
+    engine = importlib.import_module(f"{package}.downstream.aiohttp_transport")
+    config = importlib.import_module(f"{package}.downstream.config")
+    keepalive = min(50, max_connections)  # httpx caps it the same way
+    limits = config.LimitSettings(
+        max_connections=max_connections, max_keepalive_connections=keepalive
+    )
+    transport: httpx.AsyncBaseTransport = engine.AiohttpTransport(
+        limits, ssl.create_default_context()
+    )
+    return transport
+
+
+def make_app(
+    downstream: str, client_mode: str, max_connections: int, engine_package: str | None = None
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if client_mode == "per-request":
             yield
             return
+        transport = aiohttp_transport(engine_package, max_connections) if engine_package else None
         async with httpx.AsyncClient(
             base_url=downstream,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=50),
             timeout=SEED_TIMEOUT,
+            transport=transport,
         ) as client:
             app.state.client = client
             yield
@@ -79,8 +101,10 @@ def main() -> None:
     parser.add_argument("--downstream", required=True)
     parser.add_argument("--client", choices=("shared", "per-request"), required=True)
     parser.add_argument("--max-connections", type=int, default=200)
+    parser.add_argument("--aiohttp-transport-of", metavar="PACKAGE", help="a bake's package")
     args = parser.parse_args()
-    serve(make_app(args.downstream, args.client, args.max_connections), args.port)
+    app = make_app(args.downstream, args.client, args.max_connections, args.aiohttp_transport_of)
+    serve(app, args.port)
 
 
 def serve(app: Any, port: int) -> None:

@@ -190,6 +190,7 @@ RATIOS = (
     ("service_httpx2", "service_httpx"),
     ("service_httpx", "reference"),
     ("service_httpx2", "reference"),
+    ("service_httpx", "service_httpcore"),
 )
 
 

@@ -133,7 +133,8 @@ def scenario_table(scenario: dict[str, Any]) -> list[str]:
     if scenario["ratios"]:
         ratio_rows = [
             [
-                name.replace("service_httpx2", "(4)")
+                name.replace("service_httpcore", "(6)")
+                .replace("service_httpx2", "(4)")
                 .replace("service_httpx", "(1)")
                 .replace("bare_shared", "(2)")
                 .replace("per_request", "(3)")

@@ -1,14 +1,18 @@
-"""The five targets and how each is started: command, environment, probe path.
+"""The six targets and how each is started: command, environment, probe path.
 
-(1) the generated service (httpx), (2) a bare FastAPI app with one shared client (the seed's
-Step 1), (3) the same app with a client per request, (4) the generated service baked with httpx2,
-(5) the Python reference: a raw ASGI app with one aiohttp session (``reference_app``). Every
-target calls the same downstream ``GET /items/{id}`` and is served by uvicorn with uvloop and
-httptools, without an access log, at log level warning.
+(1) the generated service as baked by default (httpx's API on the aiohttp engine), (2) a bare
+FastAPI app with one shared client on the same engine (the seed's Step 1, like for like),
+(3) the same app with a client per request (httpcore), (4) the generated service baked with
+httpx2 on its own engine (httpcore2), (5) the Python reference: a raw ASGI app with one aiohttp
+session (``reference_app``), (6) the default bake on httpcore (``ENGINE=httpcore``): what the
+default cost before the aiohttp engine. Every target calls the same downstream
+``GET /items/{id}`` and is served by uvicorn with uvloop and httptools, without an access log,
+at log level warning.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +32,26 @@ class Target:
     """``service`` (a bake), ``bare`` (benchmarks.bare_app) or ``reference``."""
     variant: str
     """The bake's http_client for a service; the client mode for a bare app."""
+    engine: str = ""
+    """A service's ENGINE setting ("": the bake's default); "aiohttp" puts a bare app's client on
+    the bake's aiohttp transport."""
 
 
-SERVICE_HTTPX = Target("service_httpx", "(1) generated service, httpx", "service", "httpx")
-BARE_SHARED = Target("bare_shared", "(2) bare FastAPI, one shared client", "bare", "shared")
+SERVICE_HTTPX = Target(
+    "service_httpx", "(1) generated service (default: httpx on aiohttp)", "service", "httpx"
+)
+BARE_SHARED = Target(
+    "bare_shared", "(2) bare FastAPI, one shared client on aiohttp", "bare", "shared", "aiohttp"
+)
 PER_REQUEST = Target("per_request", "(3) bare FastAPI, client per request", "bare", "per-request")
-SERVICE_HTTPX2 = Target("service_httpx2", "(4) generated service, httpx2", "service", "httpx2")
+SERVICE_HTTPX2 = Target(
+    "service_httpx2", "(4) generated service, httpx2 on httpcore2", "service", "httpx2", "httpcore"
+)
 REFERENCE = Target("reference", "(5) reference: raw ASGI, one aiohttp session", "reference", "")
-ALL = (SERVICE_HTTPX, BARE_SHARED, PER_REQUEST, SERVICE_HTTPX2, REFERENCE)
+SERVICE_HTTPCORE = Target(
+    "service_httpcore", "(6) generated service, httpx on httpcore", "service", "httpx", "httpcore"
+)
+ALL = (SERVICE_HTTPX, BARE_SHARED, PER_REQUEST, SERVICE_HTTPX2, REFERENCE, SERVICE_HTTPCORE)
 # A client per request has no pool to bound, so the pool-of-10 scenario leaves it out.
 SLOW = (SERVICE_HTTPX, BARE_SHARED, SERVICE_HTTPX2, REFERENCE)
 
@@ -81,6 +97,9 @@ def spawn_target(
             env[f"{p}DOWNSTREAMS__CATALOG__LIMITS__MAX_CONNECTIONS"] = str(pool)
             env[f"{p}DOWNSTREAMS__CATALOG__LIMITS__MAX_KEEPALIVE_CONNECTIONS"] = str(pool)
             env[f"{p}DOWNSTREAMS__CATALOG__BULKHEAD__MAX_CONCURRENCY"] = str(pool)
+        if target.engine:
+            env[f"{p}DOWNSTREAMS__CATALOG__ENGINE"] = target.engine
+            env[f"{p}DOWNSTREAMS__PRICING__ENGINE"] = target.engine
         command = [sys.executable, "-m", bake.package]
         probe = "/readyz"
     else:
@@ -90,6 +109,10 @@ def spawn_target(
         command += ["--downstream", downstream_url]
         if target.kind == "bare":
             command += ["--client", target.variant]
+        if target.engine == "aiohttp":  # the bake's transport, imported from its source
+            bake = context.bakes["httpx"]
+            env["PYTHONPATH"] += f"{os.pathsep}{bake.src}"
+            command += ["--aiohttp-transport-of", bake.package]
         if pool is not None:
             command += ["--max-connections", str(pool)]
         probe = "/healthz"

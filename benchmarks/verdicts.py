@@ -9,8 +9,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-ThroughputGoals = {10: 1.0, 100: 1.3}
+ThroughputGoals = {1: 1.0, 10: 1.0, 100: 1.3}
 PER_REQUEST_GOAL = 10.0
+CPU_CUT_GOAL = 2.0  # (6)'s CPU per request over (1)'s: the default costs at most half of before
+TAIL_FACTOR, TAIL_SLACK_MS = 2.0, 50.0  # (1)'s p99 <= 2 x the reference's + 50 ms
+STRETCH_CPU_US = 400.0
+ENGINE_CONCURRENCY = 10
 PIPELINE_OVERHEAD_US = 50.0
 BREAKER_OPEN_US = 20.0
 RSS_GROWTH_PERCENT = 10.0
@@ -68,6 +72,57 @@ def load_verdicts(scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     cpu_efficiency_ratio=pair["cpu_efficiency"]["median"],
                 )
             )
+        if c == ENGINE_CONCURRENCY:
+            found += engine_verdicts(scenario)
+    return found
+
+
+def engine_verdicts(scenario: dict[str, Any]) -> list[dict[str, Any]]:
+    """The default bake against the default before it (6) and against the reference (5)."""
+    c = scenario["concurrency"]
+    targets = scenario["targets"]
+    found = []
+    pair = scenario["ratios"].get("service_httpx/service_httpcore")
+    if pair:
+        e = pair["cpu_efficiency"]
+        found.append(
+            verdict(
+                f"cpu_cut_c{c}",
+                f"(6)/(1) CPU per request >= {CPU_CUT_GOAL:g} at C={c} (half of the old default)",
+                e["median"],
+                e["min"],
+                e["max"],
+                e["median"] >= CPU_CUT_GOAL,
+                concurrency=c,
+            )
+        )
+    if "service_httpx" in targets and "reference" in targets:
+        p99 = targets["service_httpx"]["summary"]["p99_ms"]
+        limit = TAIL_FACTOR * targets["reference"]["summary"]["p99_ms"]["median"] + TAIL_SLACK_MS
+        found.append(
+            verdict(
+                f"tail_c{c}",
+                f"(1) p99 at C={c} <= {TAIL_FACTOR:g} x (5)'s p99 + {TAIL_SLACK_MS:g} ms",
+                p99["median"],
+                p99["min"],
+                p99["max"],
+                p99["median"] <= limit,
+                concurrency=c,
+                limit_ms=round(limit, 1),
+            )
+        )
+        cpu = targets["service_httpx"]["summary"]["target_cpu_us_per_request"]
+        found.append(
+            verdict(
+                f"stretch_cpu_c{c}",
+                f"stretch: (1) CPU per request at C={c} <= {STRETCH_CPU_US:g} us",
+                cpu["median"],
+                cpu["min"],
+                cpu["max"],
+                cpu["median"] <= STRETCH_CPU_US,
+                concurrency=c,
+            )
+        )
     return found
 
 

@@ -16,7 +16,14 @@ import pytest
 
 from tests.conftest import TEMPLATE, run
 
-FAST_TARGETS = {"service_httpx", "bare_shared", "per_request", "service_httpx2", "reference"}
+FAST_TARGETS = {
+    "service_httpx",
+    "bare_shared",
+    "per_request",
+    "service_httpx2",
+    "reference",
+    "service_httpcore",
+}
 SLOW_TARGETS = {"service_httpx", "bare_shared", "service_httpx2", "reference"}
 MICRO_FIGURES = {
     "raw_client_get",
@@ -78,6 +85,7 @@ def test_every_fast_scenario_measured_every_target(bench: dict[str, Any]) -> Non
             "service_httpx/bare_shared",
             "service_httpx/per_request",
             "service_httpx/reference",
+            "service_httpx/service_httpcore",
         } <= set(scenario["ratios"])
 
 
@@ -113,12 +121,19 @@ def test_every_target_of_the_issue_has_a_verdict(bench: dict[str, Any]) -> None:
     verdicts = {v["key"]: v for v in bench["json"]["verdicts"]}
     expected = {
         "service_vs_shared_c10",
+        "cpu_cut_c10",
+        "tail_c10",
+        "stretch_cpu_c10",
         "slow_downstream_service_httpx",
         "slow_downstream_service_httpx2",
         "pipeline_overhead_httpx",
         "breaker_open_httpx",
         "rss_growth",
-    } | {f"service_vs_per_request_c{c}" for c in bench["json"]["plan"]["concurrencies"]}
+    } | {
+        f"service_vs_{baseline}_c{c}"
+        for c in bench["json"]["plan"]["concurrencies"]
+        for baseline in ("shared", "per_request")
+    }
     assert expected <= set(verdicts)
     for verdict in verdicts.values():
         assert isinstance(verdict["met"], bool)

@@ -24,6 +24,15 @@ from {{ cookiecutter.package_name }}.settings import load_settings
 from loadtest.fault_server.harness import RunningFaultServer, serve_in_thread
 from tests.live import serve
 
+#: The engines an HTTP/1.1 downstream can run on (setting ENGINE); the pool contract holds on each.
+HTTP1_ENGINES = ("aiohttp", "httpcore")
+
+
+@pytest.fixture(params=HTTP1_ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
 
 @pytest.fixture
 def fault() -> Iterator[RunningFaultServer]:

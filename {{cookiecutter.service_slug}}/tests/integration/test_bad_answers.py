@@ -31,13 +31,16 @@ NO_BREAKER = {"minimum_calls": 100_000}  # every call must reach the misbehaving
 ONE_ATTEMPT = {"max_attempts": 1}  # each answer is that attempt's, not the retry budget's
 
 
-@pytest.fixture(params=["http1", "http2"])
+@pytest.fixture(params=["http1-aiohttp", "http1-httpcore", "http2"])
 def any_transport(request: pytest.FixtureRequest) -> Iterator[tuple[RunningFaultServer, Any]]:
-    """The fault server over plain HTTP/1.1, or over TLS with the service speaking HTTP/2."""
+    """The fault server over plain HTTP/1.1 (on either engine), or over TLS with the service
+    speaking HTTP/2."""
     tls = request.param == "http2"
     with serve_in_thread(tls=tls) as server:
-        transport = {"http2": True, "ca_bundle": str(server.ca_path)} if tls else {"http2": False}
-        yield server, transport
+        if tls:
+            yield server, {"http2": True, "ca_bundle": str(server.ca_path)}
+        else:
+            yield server, {"http2": False, "engine": request.param.removeprefix("http1-")}
 
 
 def statuses_and_reasons(url: str, path: str) -> list[tuple[int, str | None]]:

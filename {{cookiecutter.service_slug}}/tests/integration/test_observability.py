@@ -134,6 +134,7 @@ async def test_orphaned_connection_is_reproduced_then_repaired(
         "limits": {"max_connections": 1, "max_keepalive_connections": 1, "keepalive_expiry": 0.01},
         "bulkhead": {"max_concurrency": 1},
         "timeouts": {"pool": 0.3},
+        "engine": "httpcore",  # the engine with the hole
     }
     watch = ObservabilitySettings(repair_orphans=True)
     async with one_downstream(fault.base_url, observability=watch, **fields) as catalog:

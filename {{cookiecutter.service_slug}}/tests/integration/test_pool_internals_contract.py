@@ -1,7 +1,8 @@
 """The contract between ``downstream/pool_internals.py`` and the installed httpx/httpcore.
 
 When a library release moves or renames a private attribute the pool monitor relies on, this
-fails naming it, instead of the monitor going quietly blind in production.
+fails naming it, instead of the monitor going quietly blind in production. (aiohttp's side of
+the same contract is in ``test_pool_contract.py``.)
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def require(owner: Any, attribute: str, what: str) -> Any:
 
 @pytest.mark.anyio
 async def test_private_names_still_exist_and_behave(fault: RunningFaultServer) -> None:
-    settings = DownstreamSettings(base_url=fault.base_url)
+    settings = DownstreamSettings(base_url=fault.base_url, engine="httpcore")
     client = build_client(settings, build_ssl_context(None, verify=True))
     async with client:
         transport = require(client, pool_internals.CLIENT_TRANSPORT, "the client's transport")

@@ -65,8 +65,8 @@ class Attempts:
             connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=timeouts.pool
         ).as_dict()
         self.longest_timeout = max(timeouts.connect, timeouts.read, timeouts.write, timeouts.pool)
-        # HTTP/2 needs TLS here (ALPN): over http:// there is nothing to check before a send.
-        speaks_http2 = settings.http2 and settings.base_url.startswith("https://")
+        # Over http:// (or on aiohttp) there is no HTTP/2 connection to check before a send.
+        speaks_http2 = settings.uses_http2
         self.http2_pool = client_pool(client) if speaks_http2 else None
         # Traces tell a GOAWAY-refused HTTP/2 request from a processed one, and measure pool wait.
         self.trace_attempts = trace_pool_wait or speaks_http2

@@ -39,7 +39,7 @@ from .httplib import httpx
 from .inflight import InFlightCalls, OpenStreams
 from .instruments import Instruments
 from .metrics import DownstreamMetrics
-from .pool_internals import client_pool, pool_stats
+from .pool_internals import stats_reader
 from .retry import RetryPolicy
 from .urls import DEFAULT_PORTS, PathBuilder
 
@@ -107,6 +107,7 @@ class Downstream:
             busy=self.busy,
         )
         self.open_streams = OpenStreams()
+        self.pool_stats = stats_reader(client)
 
     @property
     def metrics(self) -> DownstreamMetrics:
@@ -230,7 +231,7 @@ class Downstream:
 
     def snapshot(self) -> dict[str, Any]:
         """Pool, bulkhead and utilisation now (for logs, the monitor and the debug view)."""
-        stats = pool_stats(client_pool(self.client))
+        stats = self.pool_stats()
         in_flight = self.bulkhead.in_flight
         utilisation = max(
             in_flight / self.settings.bulkhead.max_concurrency,
@@ -253,7 +254,7 @@ class Downstream:
 
     def update_gauges(self) -> None:
         """Refresh the pool gauges (the monitor calls this once a tick)."""
-        stats = pool_stats(client_pool(self.client))
+        stats = self.pool_stats()
         self.metrics.pool(stats, self.bulkhead.in_flight, self.bulkhead.queued)
 
     def describe(self) -> dict[str, Any]:

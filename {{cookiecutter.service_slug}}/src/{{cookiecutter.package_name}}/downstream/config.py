@@ -11,7 +11,7 @@ import importlib.util
 import math
 import re
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -139,6 +139,9 @@ class DownstreamSettings(Group):
 
     base_url: str
     http2: bool = HTTP2_BY_DEFAULT
+    # The network under httpx: "aiohttp" (HTTP/1.1, a third of the CPU), "httpcore" (httpx's
+    # own, and the one that speaks HTTP/2), or "auto": httpcore where HTTP/2 can be used.
+    engine: Literal["auto", "aiohttp", "httpcore"] = "auto"
     deadline_seconds: float = Field(default=5.0, gt=0, le=300)
     # Enforced while the body is read: a huge answer is a 502, never this process's memory.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1, le=1024 * 1024 * 1024)
@@ -189,7 +192,12 @@ class DownstreamSettings(Group):
                 "HTTP2 is on but the h2 package is not installed; install the http2 extra "
                 "or set HTTP2=false"
             )
-        uses_http2 = self.http2 and self.base_url.startswith("https://")
+        uses_http2 = self.uses_http2
+        if uses_http2 and self.engine == "aiohttp":
+            raise ValueError(
+                "ENGINE=aiohttp speaks HTTP/1.1 only; set HTTP2=false for this downstream, "
+                "or ENGINE=auto to use httpcore here"
+            )
         capacity = HTTP2_STREAMS_PER_CONNECTION if uses_http2 else self.limits.max_connections
         if self.bulkhead.max_concurrency > capacity:
             raise ValueError(
@@ -201,6 +209,15 @@ class DownstreamSettings(Group):
         if not math.isfinite(self.deadline_seconds):
             raise ValueError("DEADLINE_SECONDS must be finite")
         return self
+
+    @property
+    def uses_http2(self) -> bool:
+        """HTTP/2 needs TLS here (ALPN picks it): over http:// every call is HTTP/1.1."""
+        return self.http2 and self.base_url.startswith("https://")
+
+    @property
+    def uses_aiohttp(self) -> bool:
+        return self.engine == "aiohttp" or (self.engine == "auto" and not self.uses_http2)
 
     def production_problems(self) -> list[tuple[str, str]]:
         """(field, reason) for what is fine on a laptop and dangerous in production."""

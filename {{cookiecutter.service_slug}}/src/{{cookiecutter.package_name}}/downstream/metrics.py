@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from .pool_internals import PoolStats
+from .pool_stats import PoolStats
 
 # Call outcome -> the coarse label Prometheus users alert on.
 OUTCOME_OF_REASON = {

@@ -12,10 +12,12 @@ release moves any of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
+from .aiohttp_transport import AiohttpTransport
 from .httplib import httpx
+from .pool_stats import PoolStats
 
 # The private names this module relies on; the contract test checks each one.
 CLIENT_TRANSPORT = "_transport"
@@ -33,28 +35,20 @@ PROTOCOL_STREAM = "_network_stream"  # ... -> its socket stream
 PROTOCOL_EXPIRE_AT = "_expire_at"  # ... -> when keep-alive ends (None: in use)
 
 
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    """Connections by state and requests inside httpcore's pool, at one instant."""
-
-    connecting: int = 0
-    active: int = 0
-    idle: int = 0
-    closed: int = 0
-    http2: int = 0
-    requests_active: int = 0
-    requests_queued: int = 0
-
-    @property
-    def connections(self) -> int:
-        return self.connecting + self.active + self.idle
-
-
 def client_pool(client: httpx.AsyncClient) -> Any | None:
     """The connection pool behind ``client`` (clients here are built with ``trust_env=False``,
     so there are no proxy mounts with pools of their own); None for a transport without one,
     such as a test's ``MockTransport``."""
     return getattr(getattr(client, CLIENT_TRANSPORT), TRANSPORT_POOL, None)
+
+
+def stats_reader(client: httpx.AsyncClient) -> Callable[[], PoolStats]:
+    """How to read ``client``'s pool figures, whichever engine it runs on."""
+    transport = getattr(client, CLIENT_TRANSPORT)
+    if isinstance(transport, AiohttpTransport):
+        return transport.stats
+    pool = getattr(transport, TRANSPORT_POOL, None)
+    return lambda: pool_stats(pool)
 
 
 def connection_state(connection: Any) -> str:

@@ -1,7 +1,8 @@
 """Open every configured downstream once, for the life of the process, and close them.
 
 This is the only module that constructs an ``AsyncClient`` (a test enforces it): one per
-downstream, for the life of the process, with explicit limits and timeouts and one prebuilt
+downstream, for the life of the process, on the engine its settings pick (aiohttp's connector
+or httpcore's pool), with explicit limits and timeouts and one prebuilt
 ``ssl.SSLContext`` per trust configuration. Building a context costs ~38 ms of CPU, which is
 most of why a client per request runs 10-40x slower. Contexts are shared only between clients
 with the same ``http2`` flag, because httpcore sets ALPN on the context at every connect.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import certifi
 
+from .aiohttp_transport import AiohttpTransport
 from .client import Downstream
 from .config import DownstreamSettings, ObservabilitySettings
 from .httplib import httpx
@@ -48,6 +50,9 @@ def build_client(
     ssl_context: ssl.SSLContext,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
+    """``transport`` replaces the network (a test's fake); else ``settings.engine`` picks it."""
+    if transport is None and settings.uses_aiohttp:
+        transport = AiohttpTransport(settings.limits, ssl_context)
     limits = settings.limits
     timeouts = settings.timeouts
     return httpx.AsyncClient(
@@ -66,7 +71,7 @@ def build_client(
         cookies=cookie_jar_that_keeps_nothing(),
         follow_redirects=False,  # a redirect could leave the configured origin
         trust_env=False,  # proxies from the environment would bypass the pool we size here
-        transport=transport,  # None: httpx's pool, built from the limits above
+        transport=transport,  # None: httpcore's pool, built from the limits above
     )
 
 
