@@ -100,6 +100,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             response.status,
             headers=response.raw_headers,
             stream=AiohttpBody(response, request, self),
+            request=request,
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": _reason(response)},
         )
 

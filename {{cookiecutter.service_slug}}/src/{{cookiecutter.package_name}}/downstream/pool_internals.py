@@ -42,9 +42,14 @@ def client_pool(client: httpx.AsyncClient) -> Any | None:
     return getattr(getattr(client, CLIENT_TRANSPORT), TRANSPORT_POOL, None)
 
 
+def client_transport(client: httpx.AsyncClient) -> httpx.AsyncBaseTransport:
+    transport: httpx.AsyncBaseTransport = getattr(client, CLIENT_TRANSPORT)
+    return transport
+
+
 def stats_reader(client: httpx.AsyncClient) -> Callable[[], PoolStats]:
     """How to read ``client``'s pool figures, whichever engine it runs on."""
-    transport = getattr(client, CLIENT_TRANSPORT)
+    transport = client_transport(client)
     if isinstance(transport, AiohttpTransport):
         return transport.stats
     pool = getattr(transport, TRANSPORT_POOL, None)
