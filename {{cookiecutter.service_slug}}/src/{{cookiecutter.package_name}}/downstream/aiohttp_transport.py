@@ -92,6 +92,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         timeouts = request.extensions.get("timeout", {})
         await self._take_slot(request, timeouts.get("pool"))
         try:
+            trace = request.extensions.get("trace")
+            if trace is not None:  # pool wait ends here (see tracing.AttemptTrace)
+                await trace("http11.send_request_headers.started", {})
             response = await self._send(request, timeouts)
         except BaseException:
             self._give_slot()
@@ -121,9 +124,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         else:
             await self.slots.acquire()  # free: returns without suspending
         self.in_use += 1
-        trace = request.extensions.get("trace")
-        if trace is not None:  # pool wait ends here (see tracing.AttemptTrace)
-            await trace("http11.send_request_headers.started", {})
 
     def _give_slot(self) -> None:
         self.in_use -= 1
