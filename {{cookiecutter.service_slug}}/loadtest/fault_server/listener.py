@@ -111,12 +111,13 @@ class ConnectionRegistry:
 
 
 def _abort_with_rst(transport: asyncio.WriteTransport) -> None:
-    if transport.is_closing():  # a closed TLS transport cannot even be asked for its socket
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+    if not transport.is_closing():  # a closing TLS transport cannot be asked for its socket
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+    # A closing one is aborted too: a TLS close waits up to 30 s for the peer's close_notify,
+    # and a stopping server must not wait for a peer (it hung the harness's stop).
     transport.abort()
 
 
@@ -129,9 +130,9 @@ class _ConnectionHandler(TCPServer):
     file descriptor, and count as open. Stopping the timer when reading ends
     closes it at once; in-flight app tasks still run to completion first.
 
-    After a fault aborts a connection, the other HTTP/2 streams on it keep
-    writing, and asyncio logs a warning per burst of writes to a dead
-    transport; those writes are dropped instead.
+    After a fault aborts a connection, or the client closes one, the other
+    HTTP/2 streams on it keep writing, and asyncio logs a warning per burst of
+    writes to a dead transport; those writes are dropped instead.
     """
 
     async def _read_data(self) -> None:
@@ -139,9 +140,17 @@ class _ConnectionHandler(TCPServer):
         await self.idle_task.stop()
 
     async def protocol_send(self, event: Event) -> None:
-        if isinstance(event, RawData) and self.writer.transport.is_closing():
+        if isinstance(event, RawData) and _wire_closing(self.writer.transport):
             return
         await super().protocol_send(event)
+
+
+def _wire_closing(transport: asyncio.BaseTransport) -> bool:
+    """Whether the TCP connection under ``transport`` is closing. Over TLS, asyncio's transport
+    says so only a loop turn after a write to the TCP one failed, and the writes in between
+    each log a warning; sslproto keeps the TCP transport private, hence the getattr."""
+    tcp = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+    return transport.is_closing() or (tcp is not None and tcp.is_closing())
 
 
 class Listener:
