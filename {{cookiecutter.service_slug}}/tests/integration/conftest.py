@@ -42,12 +42,16 @@ def fault() -> Iterator[RunningFaultServer]:
 
 @contextmanager
 def running_service(
-    fault: RunningFaultServer, service: dict[str, Any] | None = None, **catalog: Any
+    fault: RunningFaultServer,
+    service: dict[str, Any] | None = None,
+    *,
+    every: dict[str, Any] | None = None,
+    **catalog: Any,
 ) -> Iterator[tuple[str, FastAPI]]:
-    """The service on 127.0.0.1 with both downstreams on ``fault``; ``catalog`` overrides the
-    catalog downstream's settings, ``service`` the service-wide ones."""
+    """The service on 127.0.0.1 with every downstream on ``fault``; ``every`` overrides every
+    downstream's settings, ``catalog`` the catalog's, ``service`` the service-wide ones."""
     downstreams: dict[str, dict[str, Any]] = {
-        name: {"base_url": fault.base_url} for name in declared.names()
+        name: {"base_url": fault.base_url, **(every or {})} for name in declared.names()
     }
     downstreams["catalog"].update(catalog)
     settings = load_settings(**(service or {}), downstreams=downstreams)

@@ -6,6 +6,7 @@ Real fault server, real service on uvicorn; the log lines are the service's own 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -120,6 +121,30 @@ def test_a_failing_downstream_writes_one_warning_a_second_not_one_a_call(
     [exhausted] = [e for e in warnings if e["event"] == "downstream.retry.budget_exhausted"]
     assert exhausted["suppressed_since_last"] == 0  # the first; the other 59 are counted next
     assert len(warnings) == 1, warnings
+
+
+def test_calls_cancelled_beside_a_failing_one_write_each_warning_once_per_interval(
+    any_transport: tuple[RunningFaultServer, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``/items/{id}/details`` with the item malformed and the price slow: each call cancels
+    its price call in flight. Over HTTP/2 the repair of each cancelled stream used to write a
+    warning of its own, one a call (3.3 lines a second in the load test's malformed phase)."""
+    fault, transport = any_transport
+    fault.set_fault("items", "malformed")
+    fault.set_fault("prices", "slow", latency_ms=50)
+    every = {"breaker": NO_BREAKER, "bulkhead": ROOMY, **transport}
+    with running_service(fault, JSON_LOGS, every=every) as (url, app):
+        pricing = app.state.downstreams["pricing"]
+        answers: list[tuple[int, str | None]] = []
+        for _ in range(5):  # bounded: until two cancellations needed a repair
+            answers += statuses_and_reasons(url, "/items/1/details")
+            if pricing.orphans_repaired >= 2:
+                break
+        repaired = pricing.orphans_repaired
+    assert set(answers) == {(502, "bad_body")}
+    events = log_events(capsys.readouterr().out)
+    lines = Counter(e["event"] for e in events if e["level"] in ("warning", "error"))
+    assert all(count == 1 for count in lines.values()), (lines, f"{repaired} repaired")
 
 
 @pytest.mark.anyio

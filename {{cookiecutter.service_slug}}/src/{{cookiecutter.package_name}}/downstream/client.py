@@ -347,4 +347,4 @@ class Downstream:
         return request
 
     def _pool_repaired(self, cause: str) -> None:
-        self.instruments.repaired(cause, self.snapshot()["pool"])
+        self.instruments.repaired(cause, lambda: self.snapshot()["pool"])

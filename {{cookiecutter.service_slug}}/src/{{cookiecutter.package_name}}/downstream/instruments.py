@@ -40,6 +40,7 @@ class Instruments:
         self.retry_throttle = Throttle(interval)
         self.budget_throttle = Throttle(interval)
         self.leak_throttle = Throttle(interval)
+        self.repair_throttle = Throttle(interval)
 
     def outcome(self, reason: str, duration: float | None = None) -> None:
         self.outcomes[reason] += 1
@@ -80,16 +81,21 @@ class Instruments:
             http_version=response.http_version,
         )
 
-    def repaired(self, cause: str, pool: dict[str, Any]) -> None:
+    def repaired(self, cause: str, describe_pool: Callable[[], dict[str, Any]]) -> None:
+        """A cancelled call's connection was closed: counted always, logged at most once per
+        interval (cancellations come one per call while a downstream fails)."""
         self.orphans_repaired += 1
         self.metrics.orphans_repaired.inc()
-        log.warning(
-            "downstream.pool.orphan_connection",
-            downstream=self.name,
-            action="closed",
-            cause=cause,
-            pool=pool,
-        )
+        suppressed = self.repair_throttle.take()
+        if suppressed is not None:
+            log.warning(
+                "downstream.pool.orphan_connection",
+                downstream=self.name,
+                action="closed",
+                cause=cause,
+                suppressed_since_last=suppressed,
+                pool=describe_pool(),
+            )
 
     def leaked(self, kind: str, stream: OpenStream) -> None:
         self.metrics.leak(kind)
