@@ -40,6 +40,7 @@ from .inflight import InFlightCalls, OpenStreams
 from .instruments import Instruments
 from .metrics import DownstreamMetrics
 from .pool_internals import stats_reader
+from .request_builder import RequestBuilder
 from .retry import RetryPolicy
 from .urls import DEFAULT_PORTS, PathBuilder
 
@@ -72,6 +73,7 @@ class Downstream:
         self.deadline_header = deadline_header
         self.observability = observability or ObservabilitySettings()
         self.paths = PathBuilder(name, settings.base_url)
+        self.requests = RequestBuilder(client)
         self.instruments = Instruments(name, self.observability)
         self.bulkhead = Bulkhead(name, settings.bulkhead)
         self.breaker = CircuitBreaker(
@@ -339,7 +341,7 @@ class Downstream:
 
     def _build_request(self, method: str, request_path: str, **options: Any) -> httpx.Request:
         """Build the httpx request and prove it stays on this downstream's origin and base path."""
-        request = self.client.build_request(method, request_path, **options)
+        request = self.requests.build(method, request_path, **options)
         url = request.url
         self.paths.check_final(
             url.scheme, url.host, url.port or DEFAULT_PORTS.get(url.scheme), url.raw_path
