@@ -356,6 +356,20 @@ def check_early_retries_max(
     return Verdict(phase, slo.text, f"<= {limit:.1f}", measured, retries <= limit)
 
 
+def check_retries_max(
+    phase: str, slo: Slo, rows: PhaseRows, window: Window, profile: Profile
+) -> Verdict:
+    """A failing downstream's retries stop once its tokens run low: at most the tokens above
+    half it may hold, plus what the calls it answered earned back, plus one straddling call."""
+    seen = traffic(window, slo.routes)
+    if seen is None or seen.sent <= 0:
+        return _no_data(phase, slo, "-", _NO_TRAFFIC if seen is None else "no call sent")
+    limit = 1 + slo.limit * seen.downstreams + slo.per_sent * seen.sent
+    retries = seen.received - seen.sent
+    measured = f"{retries} ({seen.received} received, {seen.sent} sent)"
+    return Verdict(phase, slo.text, f"<= {limit:.1f}", measured, retries <= limit)
+
+
 CHECKS: Final[dict[str, Check]] = {
     "error_ratio_max": check_error_ratio_max,
     "no_bare_500": check_no_bare_500,
@@ -372,6 +386,7 @@ CHECKS: Final[dict[str, Check]] = {
     "amplification_max": check_amplification_max,
     "all_p99_max": check_all_p99_max,
     "early_retries_max": check_early_retries_max,
+    "retries_max": check_retries_max,
     "sheds_present": check_sheds_present,
     "success_ratio_min": check_success_ratio_min,
     "aborted_present": check_aborted_present,

@@ -54,6 +54,8 @@ class ServiceSettings:
     budget_min_per_second: float = 5.0
     budget_window_s: int = 10
     retry_after_cap_s: float = 5.0
+    retry_throttle_max_tokens: float = 10.0
+    retry_throttle_token_ratio: float = 0.1
     #: The fault server answers every path: a breaker's health probe goes to the downstream's
     #: base path like its calls, so it sees the same faults.
     breaker_probe_path: str = "/healthz"
@@ -73,6 +75,8 @@ class ServiceSettings:
             "RETRY__BUDGET_MIN_PER_SECOND": self.budget_min_per_second,
             "RETRY__BUDGET_WINDOW_SECONDS": self.budget_window_s,
             "RETRY__RETRY_AFTER_CAP": self.retry_after_cap_s,
+            "RETRY__THROTTLE_MAX_TOKENS": self.retry_throttle_max_tokens,
+            "RETRY__THROTTLE_TOKEN_RATIO": self.retry_throttle_token_ratio,
         }
         return {
             f"{prefix}DOWNSTREAMS__{name.upper()}__{key}": str(value)
@@ -125,6 +129,8 @@ class Slo:
     limit: float = 0.0
     #: amplification only: retries the budget's floor allows each downstream in the phase.
     floor_retries: float = 0.0
+    #: retries_max only: retries each call sent may earn on top of ``limit`` per downstream.
+    per_sent: float = 0.0
     #: received/sent checks: (fault-server target, service downstream) pairs compared.
     routes: tuple[tuple[str, str], ...] = ()
 
@@ -312,6 +318,13 @@ def build_phases(
                     "downstream received / service sent (retry budget)",
                     amplification,
                     floor_retries=floor_retries,
+                    routes=compared,
+                ),
+                Slo(
+                    "retries_max",
+                    "retries seen downstream (retry tokens: none while at or below half)",
+                    service.retry_throttle_max_tokens / 2,
+                    per_sent=service.retry_throttle_token_ratio,
                     routes=compared,
                 ),
             ),

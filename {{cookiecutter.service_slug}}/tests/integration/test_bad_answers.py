@@ -108,7 +108,12 @@ def test_a_failing_downstream_writes_one_warning_a_second_not_one_a_call(
     fault: RunningFaultServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fault.set_fault("items", "error", error_rate=1.0, status=503)
-    no_budget = {"budget_ratio": 0.0, "budget_min_per_second": 0.0, "backoff_base": 0.001}
+    no_budget = {
+        "budget_ratio": 0.0,
+        "budget_min_per_second": 0.0,
+        "backoff_base": 0.001,
+        "throttle_max_tokens": 0,  # the budget's line is the one counted here
+    }
     service = running_service(fault, JSON_LOGS, retry=no_budget, breaker=NO_BREAKER, bulkhead=ROOMY)
     with service as (url, _):
         answers = statuses_and_reasons(url, "/items/1")

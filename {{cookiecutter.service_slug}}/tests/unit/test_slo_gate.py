@@ -228,6 +228,16 @@ def test_amplification_without_the_services_view_fails(profile: Profile) -> None
     assert not verdicts_of(profile, data, "4-errors")[text]
 
 
+def test_a_failing_downstream_retries_at_most_what_its_tokens_allow(profile: Profile) -> None:
+    slo = next(s for s in profile.phase("4-errors").slos if s.check == "retries_max")
+    sent = 100  # one downstream: half its tokens, a tenth of a retry per call, one straddling
+    allowed = int(1 + slo.limit + slo.per_sent * sent)
+    for retries, ok in ((allowed, True), (allowed + 1, False)):
+        window = Window(snapshot(0, 0, 0), snapshot(1, sent + retries, sent))
+        data = RunData(rows=[], windows={"4-errors": window})
+        assert verdicts_of(profile, data, "4-errors")[slo.text] is ok, retries
+
+
 def test_one_straddling_request_is_not_an_early_retry_two_are(profile: Profile) -> None:
     text = slo_text(profile, "6-throttled", "early_retries_max")
     for received, ok in ((11, True), (12, False)):

@@ -16,6 +16,7 @@ from typing import Any
 
 from .aiohttp_transport import AiohttpTransport
 from .bodies import UNMAPPED_ERRORS, CheckedBody, as_http_error
+from .breaker import is_failure_status
 from .budget import RetryBudget
 from .cancellation import PoolRepair
 from .config import DownstreamSettings
@@ -26,6 +27,7 @@ from .inflight import InFlightCall
 from .instruments import Instruments
 from .pool_internals import client_pool, client_transport, expire_closed_idle_http2
 from .retry import RetryPolicy, is_idempotent
+from .retry_tokens import DOWNSTREAM_FAILURES, RetryTokens
 from .tracing import AttemptTrace
 
 # How long after its deadline an attempt httpx has not ended is cancelled (see ``backstop``).
@@ -33,6 +35,8 @@ from .tracing import AttemptTrace
 # deadline: at 0.1 s it did, and the cancellations it caused made the quick load test's slow
 # phase miss its shed and /healthz p99 (630/130 ms vs 570/67 ms at 0.3 s).
 BACKSTOP_GRACE_SECONDS = 0.3
+# A call whose retry was refused answers 503 retry_budget, by the budget or the tokens alike.
+RETRIES_REFUSED = frozenset({"budget", "throttled"})
 
 
 class Attempts:
@@ -46,6 +50,7 @@ class Attempts:
         *,
         deadline_header: str,
         budget: RetryBudget,
+        tokens: RetryTokens,
         retry: RetryPolicy,
         repair: PoolRepair,
         instruments: Instruments,
@@ -56,6 +61,7 @@ class Attempts:
         self.client = client
         self.deadline_header = deadline_header
         self.budget = budget
+        self.tokens = tokens
         self.retry = retry
         self.repair = repair
         self.instruments = instruments
@@ -163,10 +169,10 @@ class Attempts:
         try:
             response: httpx.Response = await retrying(attempt)
         except (httpx.HTTPError, TimeoutError) as exc:
-            if retrying.stopped_by == "budget":
+            if retrying.stopped_by in RETRIES_REFUSED:
                 raise budget_spent(self.name) from None
             raise self.failure(exc) from None
-        if retrying.stopped_by == "budget":
+        if retrying.stopped_by in RETRIES_REFUSED:
             raise budget_spent(self.name)
         return response
 
@@ -184,13 +190,21 @@ class Attempts:
             trace = AttemptTrace()
             traces.append(trace)
             request.extensions["trace"] = trace
-        async with self.backstop(deadline):
-            response = await self.send_once(request, self.max_body_bytes)
-            try:
-                await response.aread()  # closes the response at the end of the body
-            except BaseException:
-                await self.close_checked(response)
-                raise
+        try:
+            async with self.backstop(deadline):
+                response = await self.send_once(request, self.max_body_bytes)
+                try:
+                    await response.aread()  # closes the response at the end of the body
+                except BaseException:
+                    await self.close_checked(response)
+                    raise
+        except DOWNSTREAM_FAILURES:
+            self.tokens.failed()
+            raise
+        if is_failure_status(response.status_code):
+            self.tokens.failed()
+        else:
+            self.tokens.answered()
         self.instruments.attempt(request, call, response, trace)
         return response
 

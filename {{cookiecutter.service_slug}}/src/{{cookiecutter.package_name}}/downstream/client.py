@@ -42,6 +42,7 @@ from .metrics import DownstreamMetrics
 from .pool_internals import stats_reader
 from .request_builder import RequestBuilder
 from .retry import RetryPolicy
+from .retry_tokens import RetryTokens
 from .urls import DEFAULT_PORTS, PathBuilder
 
 ResultT = TypeVar("ResultT")
@@ -94,7 +95,10 @@ class Downstream:
         )
         self.admission = Admission(name, self.breaker, self.bulkhead, self.instruments, self.busy)
         self.budget = RetryBudget(settings.retry)
-        self.retry = RetryPolicy(name, settings.retry, self.budget, self.instruments)
+        self.retry_tokens = RetryTokens(settings.retry)
+        self.retry = RetryPolicy(
+            name, settings.retry, self.budget, self.retry_tokens, self.instruments
+        )
         self.repair = PoolRepair(client, self._pool_repaired)
         self.attempts = Attempts(
             name,
@@ -102,6 +106,7 @@ class Downstream:
             client,
             deadline_header=deadline_header,
             budget=self.budget,
+            tokens=self.retry_tokens,
             retry=self.retry,
             repair=self.repair,
             instruments=self.instruments,
@@ -276,6 +281,11 @@ class Downstream:
                 "balance": self.budget.balance(),
                 "exhausted": self.budget.exhausted_count,
                 "retries_by_reason": dict(self.retry.retries_by_reason),
+            },
+            "retry_throttle": {
+                "tokens": round(self.retry_tokens.tokens, 2),
+                "max_tokens": self.retry_tokens.max_tokens,
+                "throttled": self.retry_tokens.throttled_count,
             },
             "outcomes": dict(self.outcomes),
             "config": self.settings.model_dump(mode="json"),

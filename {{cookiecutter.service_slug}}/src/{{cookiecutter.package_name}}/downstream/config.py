@@ -90,6 +90,9 @@ class RetrySettings(Group):
     budget_min_per_second: float = Field(default=5.0, ge=0, le=1000)
     budget_window_seconds: int = Field(default=10, ge=1, le=600)
     retry_after_cap: float = Field(default=5.0, ge=0, le=600)
+    # gRPC-style throttling (retry_tokens.py): 0 tokens turns it off.
+    throttle_max_tokens: float = Field(default=10.0, ge=0, le=1000)
+    throttle_token_ratio: float = Field(default=0.1, gt=0, le=1)
     retryable_statuses: frozenset[int] = frozenset({429, 502, 503, 504})
 
     @field_validator("retryable_statuses")

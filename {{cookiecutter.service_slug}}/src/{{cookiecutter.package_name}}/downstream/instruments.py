@@ -39,6 +39,7 @@ class Instruments:
         self.exhausted_throttle = Throttle(interval)
         self.retry_throttle = Throttle(interval)
         self.budget_throttle = Throttle(interval)
+        self.tokens_throttle = Throttle(interval)
         self.leak_throttle = Throttle(interval)
         self.repair_throttle = Throttle(interval)
 
@@ -111,6 +112,10 @@ class Instruments:
     def budget_exhausted(self) -> None:
         self.metrics.budget_exhausted.inc()
         self._throttled(self.budget_throttle, "downstream.retry.budget_exhausted")
+
+    def retry_throttled(self) -> None:
+        self.metrics.retry_throttled.inc()
+        self._throttled(self.tokens_throttle, "downstream.retry.throttled")
 
     def _throttled(
         self, throttle: Throttle, event: str, *, level: int = logging.WARNING, **fields: Any

@@ -74,6 +74,11 @@ RETRIES = Counter("downstream_retries", "Retries by reason", ["downstream", "rea
 BUDGET_EXHAUSTED = Counter(
     "downstream_retry_budget_exhausted", "Retries refused by the retry budget", ["downstream"]
 )
+RETRY_THROTTLED = Counter(
+    "downstream_retry_throttled",
+    "Retries refused because the downstream kept failing (retry tokens)",
+    ["downstream"],
+)
 LEAKS = Counter(
     "downstream_responses_leaked", "Streamed responses not closed in time", ["downstream", "kind"]
 )
@@ -101,6 +106,7 @@ class DownstreamMetrics:
         self.queued = QUEUED.labels(name)
         self.breaker_open = BREAKER_OPEN.labels(name)
         self.budget_exhausted = BUDGET_EXHAUSTED.labels(name)
+        self.retry_throttled = RETRY_THROTTLED.labels(name)
         self.orphans_repaired = ORPHANS_REPAIRED.labels(name)
 
     def transition(self, to_state: str) -> None:

@@ -10,7 +10,8 @@ strategies are built once per downstream. Rules:
 - on connection errors and on 429/502/503/504 (configurable);
 - full-jitter exponential back-off, but never earlier than the server's ``Retry-After``
   (seconds or HTTP date); a ``Retry-After`` above the cap is not retried at all;
-- never past the call's deadline, and only while the downstream's retry budget allows;
+- never past the call's deadline, and only while the downstream's retry tokens (it has been
+  answering: ``retry_tokens.py``) and its retry budget (``budget.py``) both allow;
 - an HTTP/2 attempt refused by a GOAWAY before the server processed it is retried whatever the
   method.
 """
@@ -28,6 +29,7 @@ from .budget import RetryBudget
 from .config import RetrySettings
 from .httplib import httpx
 from .instruments import Instruments
+from .retry_tokens import RetryTokens
 from .tracing import AttemptTrace
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -87,11 +89,13 @@ class RetryPolicy:
         downstream: str,
         settings: RetrySettings,
         budget: RetryBudget,
+        tokens: RetryTokens,
         instruments: Instruments,
     ) -> None:
         self.downstream = downstream
         self.settings = settings
         self.budget = budget
+        self.tokens = tokens
         self.instruments = instruments
         self.backoff = wait_random_exponential(
             multiplier=settings.backoff_base, max=settings.backoff_cap
@@ -153,12 +157,19 @@ class RetryPolicy:
             call.stopped_by = "attempts"
         elif time.monotonic() + state.upcoming_sleep >= call.deadline:
             call.stopped_by = "deadline"
+        elif not self._transparent(state) and not self.tokens.allow_retry():  # before the budget
+            call.stopped_by = "throttled"
+            self.instruments.retry_throttled()
         elif not self.budget.try_withdraw():
             call.stopped_by = "budget"
             self.instruments.budget_exhausted()
         else:
             return False
         return True
+
+    def _transparent(self, state: RetryCallState) -> bool:
+        """A retry of a request the server never processed, which the tokens do not refuse."""
+        return self.retry_reason(state) == "goaway_unprocessed"
 
     def before_sleep(self, state: RetryCallState) -> None:
         reason = self.retry_reason(state) or "unknown"
