@@ -80,15 +80,21 @@ def explain(result: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.mark.parametrize(
-    ("http_client", "tls"),
-    [("httpx", False), ("httpx2", False), ("httpx", True)],
-    ids=["httpx", "httpx2", "httpx-tls-http2"],
+    ("http_client", "options"),
+    [
+        ("httpx", ()),  # HTTP/1.1 on the default engine, aiohttp
+        ("httpx", ("--engine", "httpcore")),
+        ("httpx2", ()),
+        ("httpx", ("--tls",)),
+    ],
+    ids=["httpx", "httpx-httpcore", "httpx2", "httpx-tls-http2"],
 )
 def test_quick_profile_passes_on_the_baked_service(
-    cookies_session: Any, tmp_path: Path, http_client: str, tls: bool
+    cookies_session: Any, tmp_path: Path, http_client: str, options: tuple[str, ...]
 ) -> None:
+    tls = "--tls" in options
     project = bake_project(cookies_session, http_client=http_client)
-    result = run_quick_loadtest(project, tmp_path, *(["--tls"] if tls else []))
+    result = run_quick_loadtest(project, tmp_path, *options)
     run = only_run_folder(tmp_path)
     # Over TLS the service must really have multiplexed on HTTP/2 (ALPN), not fallen back.
     assert (max_http2_connections(run) > 0) == tls, explain(result)

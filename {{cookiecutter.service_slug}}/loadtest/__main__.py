@@ -90,6 +90,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Profile]
     parser.add_argument("--fault-admin-port", type=int, help="its admin port (--target: 8011)")
     parser.add_argument("--tls", action="store_true", help="fault server over TLS (HTTP/2 by ALPN)")
     parser.add_argument(
+        "--engine",
+        choices=("aiohttp", "httpcore"),
+        help="the HTTP/1.1 engine of every downstream (default: the service's own setting)",
+    )
+    parser.add_argument(
         "--print-service-env",
         action="store_true",
         help="print the settings a service needs for this profile (for --target), then exit",
@@ -140,7 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.print_service_env:
         port = args.fault_port or TARGET_FAULT_PORT
         package = args.package or find_package(PROJECT_ROOT / "src")
-        for name, value in service_settings(package, profile, f"http://127.0.0.1:{port}").items():
+        fault_url = f"http://127.0.0.1:{port}"
+        for name, value in service_settings(package, profile, fault_url, engine=args.engine).items():
             print(f"{name}={value}")
         return 0
     run_dir = new_run_dir(args.report_dir, profile.name)
@@ -331,12 +337,17 @@ def package_command(
         }
     )
     ca_path = run_dir / "fault-ca.pem" if args.tls else None
-    env.update(service_settings(package, profile, fault_url, ca_path))
+    env.update(service_settings(package, profile, fault_url, ca_path, engine=args.engine))
     return [sys.executable, "-m", package], env
 
 
 def service_settings(
-    package: str, profile: Profile, fault_url: str, ca_path: Path | None = None
+    package: str,
+    profile: Profile,
+    fault_url: str,
+    ca_path: Path | None = None,
+    *,
+    engine: str | None = None,
 ) -> dict[str, str]:
     """The variables that point every downstream at the fault server, with the profile's values."""
     prefix: str = import_service(package, "settings").ENV_PREFIX
@@ -349,6 +360,8 @@ def service_settings(
         env[f"{prefix}DOWNSTREAMS__{name.upper()}__BASE_URL"] = f"{fault_url}/{name}"
         if ca_path is not None:
             env[f"{prefix}DOWNSTREAMS__{name.upper()}__CA_BUNDLE"] = str(ca_path)
+        if engine is not None:
+            env[f"{prefix}DOWNSTREAMS__{name.upper()}__ENGINE"] = engine
     return dict(sorted(env.items()))
 
 

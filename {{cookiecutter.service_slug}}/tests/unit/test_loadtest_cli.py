@@ -1,10 +1,18 @@
-"""``python -m loadtest`` refuses a target that is not this machine, before sending anything."""
+"""``python -m loadtest`` refuses a target that is not this machine, before sending anything,
+and hands the service its settings."""
 
 from __future__ import annotations
 
 import pytest
 
-from loadtest.__main__ import parse_args
+from {{ cookiecutter.package_name }}.downstreams import declared
+from {{ cookiecutter.package_name }}.settings import ENV_PREFIX
+
+from loadtest.__main__ import main, parse_args
+
+
+def env_name(downstream: str) -> str:
+    return f"{ENV_PREFIX}DOWNSTREAMS__{downstream.upper()}"
 
 
 @pytest.mark.parametrize(
@@ -21,3 +29,11 @@ def test_a_remote_target_is_refused_by_name(url: str, capsys: pytest.CaptureFixt
 def test_a_loopback_target_is_accepted(url: str) -> None:
     args, _ = parse_args(["--target", url])
     assert args.target == url
+
+
+def test_engine_sets_every_downstreams_engine(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--engine`` reaches the service the way every other setting does: its environment."""
+    assert main(["--profile", "quick", "--engine", "httpcore", "--print-service-env"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    engines = {line for line in lines if "__ENGINE=" in line}
+    assert engines == {f"{env_name(name)}__ENGINE=httpcore" for name in declared.names()}
