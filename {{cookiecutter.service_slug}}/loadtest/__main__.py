@@ -146,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         port = args.fault_port or TARGET_FAULT_PORT
         package = args.package or find_package(PROJECT_ROOT / "src")
         fault_url = f"http://127.0.0.1:{port}"
-        for name, value in service_settings(package, profile, fault_url, engine=args.engine).items():
+        settings = service_settings(package, profile, fault_url, engine=args.engine)
+        for name, value in settings.items():
             print(f"{name}={value}")
         return 0
     run_dir = new_run_dir(args.report_dir, profile.name)

@@ -28,6 +28,7 @@ SERVICE_TITLE = {{ cookiecutter.project_name | tojson }}
 # A team that sets up OpenTelemetry turns "tracing" back on here.
 FASTAPI_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
+
 def create_app(
     settings: Settings | None = None,
     *,
