@@ -46,3 +46,22 @@ async def test_a_body_within_the_limit_is_read_whole() -> None:
     response = response_of(stream)
     response.stream = CheckedBody(stream, response.request, max_bytes=10)
     assert await response.aread() == b"1234567890"
+
+
+class BrokenAccounting(Chunks):
+    """What httpcore 1.0.9 does at a body's end once cancellations broke an HTTP/2 connection's
+    stream accounting (its anyio semaphore refuses the extra release)."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in super().__aiter__():
+            yield chunk
+        raise ValueError("semaphore released too many times")
+
+
+@pytest.mark.anyio
+async def test_a_broken_stream_state_is_an_httpx_error_not_a_value_error() -> None:
+    stream = BrokenAccounting(b"{}")
+    response = response_of(stream)
+    response.stream = CheckedBody(stream, response.request, max_bytes=None)
+    with pytest.raises(httpx.LocalProtocolError, match="stream accounting broke"):
+        await response.aread()

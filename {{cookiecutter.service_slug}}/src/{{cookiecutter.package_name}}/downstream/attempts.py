@@ -195,8 +195,10 @@ class Attempts:
                 response = await self.send_once(request, self.max_body_bytes)
                 try:
                     await response.aread()  # closes the response at the end of the body
-                except BaseException:
+                except BaseException as exc:
                     await self.close_checked(response)
+                    if isinstance(exc, httpx.LocalProtocolError):  # see bodies.broken_stream_state
+                        self.repair.after_protocol_error()
                     raise
         except DOWNSTREAM_FAILURES:
             self.tokens.failed()

@@ -14,6 +14,11 @@
   1.0.9 reads an HTTP/2 ``:status`` with a bare ``int()``, so one that is not a number raised
   ``ValueError``. The request is built and checked before it is sent, so a ``ValueError`` out of
   the send can only be the downstream's answer: ``UNMAPPED_ERRORS`` includes it for the send.
+- Once cancellations have broken an HTTP/2 connection's stream accounting, httpcore 1.0.9 can end
+  a body with ``ValueError("semaphore released too many times")`` (seen as a 500 under load,
+  with every item call malformed and the price calls beside them cancelled). That is this
+  client's own state, not the downstream's answer: ``httpx.LocalProtocolError``, which
+  ``Attempts`` answers by closing the connection, as it does for a send.
 """
 
 from __future__ import annotations
@@ -49,6 +54,12 @@ def as_http_error(exc: Exception, request: httpx.Request) -> httpx.RemoteProtoco
     return httpx.RemoteProtocolError(f"malformed response ({type(exc).__name__})", request=request)
 
 
+def broken_stream_state(exc: ValueError, request: httpx.Request) -> httpx.LocalProtocolError:
+    return httpx.LocalProtocolError(
+        f"the connection's stream accounting broke ({exc})", request=request
+    )
+
+
 class CheckedBody(httpx.AsyncByteStream):
     """Wraps a response's own stream; ``max_bytes=None`` leaves its size alone."""
 
@@ -73,9 +84,13 @@ class CheckedBody(httpx.AsyncByteStream):
                 yield chunk
         except H2_ERRORS as exc:
             raise as_http_error(exc, self.request) from exc
+        except ValueError as exc:
+            raise broken_stream_state(exc, self.request) from exc
 
     async def aclose(self) -> None:
         try:
             await self.checked.aclose()
         except H2_ERRORS as exc:
             raise as_http_error(exc, self.request) from exc
+        except ValueError as exc:
+            raise broken_stream_state(exc, self.request) from exc
