@@ -343,24 +343,12 @@ def check_amplification_max(
     return Verdict(phase, slo.text, f"<= {limit:.3f}", measured, ratio <= limit)
 
 
-def check_early_retries_max(
-    phase: str, slo: Slo, rows: PhaseRows, window: Window, profile: Profile
-) -> Verdict:
-    seen = traffic(window, slo.routes)
-    if seen is None or seen.sent <= 0:
-        return _no_data(phase, slo, "-", _NO_TRAFFIC if seen is None else "no call sent")
-    # One request may straddle a snapshot: received, not yet counted as sent.
-    limit = 1 + slo.limit * seen.sent
-    retries = seen.received - seen.sent
-    measured = f"{retries} ({seen.received} received, {seen.sent} sent)"
-    return Verdict(phase, slo.text, f"<= {limit:.1f}", measured, retries <= limit)
-
-
 def check_retries_max(
     phase: str, slo: Slo, rows: PhaseRows, window: Window, profile: Profile
 ) -> Verdict:
-    """A failing downstream's retries stop once its tokens run low: at most the tokens above
-    half it may hold, plus what the calls it answered earned back, plus one straddling call."""
+    """Retries seen downstream (received - sent): at most ``limit`` per downstream that sent
+    anything, plus ``per_sent`` of each call sent, plus one request straddling a snapshot
+    (received, not yet counted as sent)."""
     seen = traffic(window, slo.routes)
     if seen is None or seen.sent <= 0:
         return _no_data(phase, slo, "-", _NO_TRAFFIC if seen is None else "no call sent")
@@ -385,7 +373,6 @@ CHECKS: Final[dict[str, Check]] = {
     "breaker_open_p99_max": check_breaker_open_p99_max,
     "amplification_max": check_amplification_max,
     "all_p99_max": check_all_p99_max,
-    "early_retries_max": check_early_retries_max,
     "retries_max": check_retries_max,
     "sheds_present": check_sheds_present,
     "success_ratio_min": check_success_ratio_min,

@@ -133,7 +133,7 @@ class Slo:
     limit: float = 0.0
     #: amplification only: retries the budget's floor allows each downstream in the phase.
     floor_retries: float = 0.0
-    #: retries_max only: retries each call sent may earn on top of ``limit`` per downstream.
+    #: retries_max only: retries allowed per call sent, on top of ``limit`` per downstream.
     per_sent: float = 0.0
     #: received/sent checks: (fault-server target, service downstream) pairs compared.
     routes: tuple[tuple[str, str], ...] = ()
@@ -355,9 +355,10 @@ def build_phases(
             (
                 no_500,
                 Slo(
-                    "early_retries_max",
+                    "retries_max",
                     f"retries seen downstream (Retry-After {throttle} s > deadline)",
-                    limits.early_retry_margin,
+                    0.0,
+                    per_sent=limits.early_retry_margin,
                     routes=compared,
                 ),
             ),

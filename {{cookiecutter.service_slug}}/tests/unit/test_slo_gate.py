@@ -239,7 +239,7 @@ def test_a_failing_downstream_retries_at_most_what_its_tokens_allow(profile: Pro
 
 
 def test_one_straddling_request_is_not_an_early_retry_two_are(profile: Profile) -> None:
-    text = slo_text(profile, "6-throttled", "early_retries_max")
+    text = slo_text(profile, "6-throttled", "retries_max")
     for received, ok in ((11, True), (12, False)):
         window = Window(snapshot(0, 0, 0), snapshot(1, received, 10))
         data = RunData(rows=[], windows={"6-throttled": window})
