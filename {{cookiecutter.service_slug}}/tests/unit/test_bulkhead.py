@@ -228,8 +228,48 @@ def test_release_without_acquire_is_an_error() -> None:
         bulkhead.release()
 
 
+def test_a_wider_limit_hands_the_new_slots_to_waiters_at_once() -> None:
+    async def scenario() -> None:
+        bulkhead = Bulkhead("catalog", BulkheadSettings(max_concurrency=1, max_wait=NO_TIMEOUT))
+        await bulkhead.acquire()
+        waiters = [asyncio.create_task(bulkhead.acquire()) for _ in range(3)]
+        await settle()
+        bulkhead.set_limit(3)
+        await settle()
+        assert [w.done() for w in waiters] == [True, True, False]  # oldest first
+        assert (bulkhead.in_flight, bulkhead.queued, bulkhead.limit) == (3, 1, 3)
+        for _ in range(3):
+            bulkhead.release()
+        await asyncio.gather(*waiters)
+
+    asyncio.run(scenario())
+
+
+def test_a_narrower_limit_keeps_released_slots_until_in_flight_is_below_it() -> None:
+    async def scenario() -> None:
+        bulkhead = Bulkhead("catalog", BulkheadSettings(max_concurrency=3, max_wait=NO_TIMEOUT))
+        for _ in range(3):
+            await bulkhead.acquire()
+        waiter = asyncio.create_task(bulkhead.acquire())
+        await settle()
+        bulkhead.set_limit(1)
+        bulkhead.release()  # 3 -> 2 in flight: still above the limit, the waiter waits
+        bulkhead.release()  # 2 -> 1
+        await settle()
+        assert not waiter.done()
+        assert (bulkhead.in_flight, bulkhead.queued) == (1, 1)
+        bulkhead.release()  # at the limit: this slot goes to the waiter
+        await waiter
+        assert (bulkhead.in_flight, bulkhead.queued) == (1, 0)
+        assert not completes_without_suspending(bulkhead.acquire())  # full at 1: it would wait
+        assert bulkhead.queued == 0
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("resize", [False, True], ids=["fixed", "resized"])
 @pytest.mark.parametrize("seed", range(8))
-def test_random_cancellations_never_leak_a_slot(seed: int) -> None:
+def test_random_cancellations_never_leak_a_slot(seed: int, resize: bool) -> None:
     rng = random.Random(seed)
     # max_wait=0 on odd seeds: every waiter's timer fires on the next loop step, racing
     # release() and the cancellations.
@@ -258,6 +298,8 @@ def test_random_cancellations_never_leak_a_slot(seed: int) -> None:
             recent = tasks[-30:]
             for task in rng.sample(recent, k=min(len(recent), rng.randrange(4))):
                 task.cancel()
+            if resize and rng.random() < 0.2:  # what an adaptive limit does, at random
+                bulkhead.set_limit(rng.randint(1, 5))
             await asyncio.sleep(0)
         await asyncio.gather(*tasks, return_exceptions=True)
         cancelled = sum(task.cancelled() for task in tasks)
@@ -272,7 +314,13 @@ def test_random_cancellations_never_leak_a_slot(seed: int) -> None:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"max_concurrency": 0}, {"max_queue": -1}, {"max_wait": -0.1}],
+    [
+        {"max_concurrency": 0},
+        {"max_queue": -1},
+        {"max_wait": -0.1},
+        {"min_concurrency": 0},
+        {"min_concurrency": 11, "max_concurrency": 10},
+    ],
 )
 def test_config_refuses_nonsense(overrides: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):

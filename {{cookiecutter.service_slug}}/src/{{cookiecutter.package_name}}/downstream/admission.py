@@ -15,10 +15,15 @@ from typing import Any
 
 from .breaker import BreakerOpenError, CircuitBreaker
 from .bulkhead import Bulkhead, BulkheadFullError
+from .concurrency_limit import AdaptiveLimit
 from .errors import DownstreamError
 from .failures import breaker_refused, shed
 from .inflight import InFlightCall, InFlightCalls
 from .instruments import Instruments
+
+#: Answers that say the downstream is over its capacity: like a timeout, they narrow an adaptive
+#: limit (other failures are no sample: an instant error would look like a fast downstream).
+OVERLOAD_STATUSES = frozenset({429, 503})
 
 
 class Ticket:
@@ -36,8 +41,9 @@ class Ticket:
     def succeeded(self) -> None:
         self._verdict("ok", failed=False)
 
-    def failed(self, reason: str) -> None:
-        self._verdict(reason, failed=True)
+    def failed(self, reason: str, *, status: int | None = None) -> None:
+        overloaded = reason == "timeout" or status in OVERLOAD_STATUSES
+        self._verdict(reason, failed=True, overloaded=overloaded)
 
     def settle_error(self, exc: BaseException) -> None:
         """The call raised ``exc``: a downstream's failure counts against it, a 404 for it; a
@@ -61,17 +67,20 @@ class Ticket:
             self.admission.in_flight.finish(self.call)
             self.admission.bulkhead.release()
 
-    def _verdict(self, reason: str, *, failed: bool) -> None:
+    def _verdict(self, reason: str, *, failed: bool, overloaded: bool = False) -> None:
         if self.settled:
             return
         self.settled = True
+        admission = self.admission
         duration = time.monotonic() - self.call.started
-        breaker = self.admission.breaker
         if failed:
-            breaker.record_failure(duration, probe=self.probe)
+            admission.breaker.record_failure(duration, probe=self.probe)
         else:
-            breaker.record_success(duration, probe=self.probe)
-        self.admission.instruments.outcome(reason, duration)
+            admission.breaker.record_success(duration, probe=self.probe)
+        admission.instruments.outcome(reason, duration)
+        limit = admission.limit
+        if limit is not None and (overloaded or not failed):
+            admission.sample(limit, duration if not failed else None)
 
 
 class Admission:
@@ -85,6 +94,7 @@ class Admission:
         bulkhead: Bulkhead,
         instruments: Instruments,
         describe_pool: Callable[[], dict[str, Any]],
+        limit: AdaptiveLimit | None = None,
     ) -> None:
         self.name = name
         self.breaker = breaker
@@ -92,6 +102,8 @@ class Admission:
         self.instruments = instruments
         self.describe_pool = describe_pool
         self.in_flight = InFlightCalls()
+        self.limit = limit
+        instruments.metrics.concurrency_limit.set(bulkhead.limit)
 
     async def admit(self, method: str, route: str) -> Ticket:
         """A ticket, or ``DownstreamUnavailable`` (shed, breaker open) before any I/O."""
@@ -111,6 +123,14 @@ class Admission:
             self.bulkhead.release()
             raise self._refused(exc) from None
         return Ticket(self, self.in_flight.start(method, route), probe)
+
+    def sample(self, limit: AdaptiveLimit, rtt: float | None) -> None:
+        """Feed the adaptive limit an answer's RTT, or a drop (``None``); resize if it moved."""
+        in_flight = self.bulkhead.in_flight
+        moved = limit.on_drop(in_flight) if rtt is None else limit.on_sample(rtt, in_flight)
+        if moved is not None:
+            self.bulkhead.set_limit(moved)
+            self.instruments.limit_changed(moved, limit.snapshot)
 
     def _refused(self, exc: BreakerOpenError) -> DownstreamError:
         self.instruments.outcome("breaker_open")

@@ -89,6 +89,21 @@ class Bulkhead:
     def queued(self) -> int:
         return len(self._waiters)
 
+    @property
+    def limit(self) -> int:
+        return self._max_concurrency
+
+    def set_limit(self, limit: int) -> None:
+        """Resize (the adaptive limit's hook): a wider limit hands the new slots to waiters at
+        once; a narrower one takes effect as calls in flight release theirs."""
+        self._max_concurrency = limit
+        waiters = self._waiters
+        while waiters and self._in_flight < limit:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                self._in_flight += 1
+                waiter.set_result(True)
+
     def slot(self) -> "_Slot":
         """``async with bulkhead.slot():`` holds a slot for the body."""
         return self._slot
@@ -128,9 +143,10 @@ class Bulkhead:
             raise BulkheadFullError(self.name, "wait_timeout", self._retry_after)
 
     def release(self) -> None:
-        """Hand the slot to the oldest waiter still waiting, or free it."""
+        """Hand the slot to the oldest waiter still waiting, or free it (and, above a lowered
+        limit, keep it free)."""
         waiters = self._waiters
-        while waiters:
+        while waiters and self._in_flight <= self._max_concurrency:
             waiter = waiters.popleft()
             if not waiter.done():  # skip waiters cancelled but not yet resumed
                 waiter.set_result(True)

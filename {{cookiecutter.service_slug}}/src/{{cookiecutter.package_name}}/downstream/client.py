@@ -29,6 +29,7 @@ from .breaker import BreakerState, CircuitBreaker, is_failure_status
 from .budget import RetryBudget
 from .bulkhead import Bulkhead
 from .cancellation import PoolRepair
+from .concurrency_limit import AdaptiveLimit
 from .config import DownstreamSettings, ObservabilitySettings
 from .deadline import call_deadline
 from .decoding import ModelT, json_body, not_the_model
@@ -50,6 +51,13 @@ ResultT = TypeVar("ResultT")
 
 def _as_is(response: httpx.Response) -> httpx.Response:
     return response
+
+
+def adaptive_limit(settings: DownstreamSettings) -> AdaptiveLimit | None:
+    bulkhead = settings.bulkhead
+    if not bulkhead.adaptive:
+        return None
+    return AdaptiveLimit(bulkhead.min_concurrency, bulkhead.max_concurrency)
 
 
 def _call_later(delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
@@ -93,7 +101,9 @@ class Downstream:
             if breaker.probe_path
             else None
         )
-        self.admission = Admission(name, self.breaker, self.bulkhead, self.instruments, self.busy)
+        self.admission = Admission(
+            name, self.breaker, self.bulkhead, self.instruments, self.busy, adaptive_limit(settings)
+        )
         self.budget = RetryBudget(settings.retry)
         self.retry_tokens = RetryTokens(settings.retry)
         self.retry = RetryPolicy(
@@ -241,7 +251,7 @@ class Downstream:
         stats = self.pool_stats()
         in_flight = self.bulkhead.in_flight
         utilisation = max(
-            in_flight / self.settings.bulkhead.max_concurrency,
+            in_flight / self.bulkhead.limit,
             (stats.active + stats.connecting) / self.settings.limits.max_connections,
         )
         return {
@@ -256,6 +266,7 @@ class Downstream:
             },
             "in_flight": in_flight,
             "queued": self.bulkhead.queued,
+            "limit": self.bulkhead.limit,
             "utilisation": round(utilisation, 3),
         }
 
@@ -266,12 +277,15 @@ class Downstream:
 
     def describe(self) -> dict[str, Any]:
         """Everything ``/debug/downstreams`` shows for this downstream; secrets masked."""
+        adaptive = self.admission.limit
         return {
             **self.busy(),
             "bulkhead": {
+                "limit": self.bulkhead.limit,
                 "in_flight": self.bulkhead.in_flight,
                 "queued": self.bulkhead.queued,
                 "shed": self.bulkhead.shed_count,
+                "adaptive": adaptive.snapshot() if adaptive else None,
             },
             "open_streams": len(self.open_streams.streams),
             "leaked_responses": self.open_streams.leaks_reported,
@@ -331,7 +345,7 @@ class Downstream:
             request = self._build_request(method, request_path, **options)
             response = await self.attempts.send(request, deadline, ticket.call)
             if is_failure_status(response.status_code):
-                ticket.failed("error")
+                ticket.failed("error", status=response.status_code)
                 raise for_status(self.name, response)
             result = read(response)  # a body that does not fit fails the call, too
             ticket.succeeded()
@@ -345,7 +359,7 @@ class Downstream:
     def _judge(self, ticket: Ticket, response: httpx.Response) -> None:
         """A stream's verdict, on its head: 5xx and 429 fail, any other status is an answer."""
         if is_failure_status(response.status_code):
-            ticket.failed("error")
+            ticket.failed("error", status=response.status_code)
             raise for_status(self.name, response)
         ticket.succeeded()
 

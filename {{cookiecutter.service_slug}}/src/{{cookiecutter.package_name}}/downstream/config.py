@@ -78,6 +78,19 @@ class BulkheadSettings(Group):
     max_concurrency: int = Field(default=10, ge=1, le=10_000)
     max_queue: int = Field(default=100, ge=0, le=100_000)
     max_wait: float = Field(default=0.5, ge=0, le=60)
+    # Let measured latency set the width, between MIN_CONCURRENCY and MAX_CONCURRENCY
+    # (concurrency_limit.py). Off by default: see the README's measurements.
+    adaptive: bool = False
+    min_concurrency: int = Field(default=1, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def minimum_within_maximum(self) -> Self:
+        if self.min_concurrency > self.max_concurrency:
+            raise ValueError(
+                f"MIN_CONCURRENCY ({self.min_concurrency}) must not exceed "
+                f"MAX_CONCURRENCY ({self.max_concurrency})"
+            )
+        return self
 
 
 class RetrySettings(Group):

@@ -42,6 +42,7 @@ class Instruments:
         self.tokens_throttle = Throttle(interval)
         self.leak_throttle = Throttle(interval)
         self.repair_throttle = Throttle(interval)
+        self.limit_throttle = Throttle(interval)
 
     def outcome(self, reason: str, duration: float | None = None) -> None:
         self.outcomes[reason] += 1
@@ -128,6 +129,18 @@ class Instruments:
                 downstream=self.name,
                 suppressed_since_last=suppressed,
                 **fields,
+            )
+
+    def limit_changed(self, limit: int, describe: Callable[[], dict[str, Any]]) -> None:
+        """The adaptive limit moved: the gauge always, a line at most once per interval."""
+        self.metrics.concurrency_limit.set(limit)
+        suppressed = self.limit_throttle.take()
+        if suppressed is not None:
+            log.info(
+                "downstream.bulkhead.limit_changed",
+                downstream=self.name,
+                suppressed_since_last=suppressed,
+                **describe(),
             )
 
     def undrained(self, in_flight: int, oldest_calls: list[dict[str, Any]]) -> None:

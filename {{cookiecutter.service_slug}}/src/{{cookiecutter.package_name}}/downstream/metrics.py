@@ -61,6 +61,12 @@ QUEUED = Gauge(
     ["downstream"],
     multiprocess_mode="livesum",
 )
+CONCURRENCY_LIMIT = Gauge(
+    "downstream_concurrency_limit",
+    "The bulkhead's width now: MAX_CONCURRENCY, or where the adaptive limit has set it",
+    ["downstream"],
+    multiprocess_mode="livesum",
+)
 BREAKER_OPEN = Gauge(
     "downstream_breaker_open",
     "1 while the circuit breaker is open or half-open (in any worker)",
@@ -104,6 +110,7 @@ class DownstreamMetrics:
         }
         self.in_flight = IN_FLIGHT.labels(name)
         self.queued = QUEUED.labels(name)
+        self.concurrency_limit = CONCURRENCY_LIMIT.labels(name)
         self.breaker_open = BREAKER_OPEN.labels(name)
         self.budget_exhausted = BUDGET_EXHAUSTED.labels(name)
         self.retry_throttled = RETRY_THROTTLED.labels(name)
