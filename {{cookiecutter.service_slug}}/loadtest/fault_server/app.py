@@ -9,6 +9,12 @@ hung stream then ends when its connection closes, or at HANG_CAP_S.)
 ``malformed`` answers 200 with a JSON content type and a body that is not JSON: what a
 downstream sends when a proxy in front of it serves an error page, or a deploy half-happened.
 
+``degrade`` is a downstream past its capacity: with more than ``capacity`` of a target's requests
+in flight, each is slower by the square of the excess (``latency_ms * (in_flight / capacity)**2``),
+so throughput falls as concurrency rises, as a thrashing database's does; put it again with
+another capacity to change it mid-run. ``tail`` answers ``tail_rate`` of requests after
+``tail_latency_ms`` and the rest after ``latency_ms``: a slow tail, what hedging is for.
+
 ``reset`` sends the headers and half the body, then aborts the connection with
 a TCP RST; over HTTP/2 that takes every other stream on the connection with it.
 ``truncated``, ``reset_stream`` and ``bad_head`` break the protocol itself (see ``wire``).
@@ -27,7 +33,7 @@ from typing import Final
 from . import wire
 from .asgi import Receive, Scope, Send, encode_json, send_body, send_json, start_response
 from .listener import ConnectionRegistry, Peer
-from .state import FaultTable, Mode, Stats
+from .state import Fault, FaultTable, Mode, Stats, first_segment
 
 #: A hung request is answered by dropping the connection after this long.
 HANG_CAP_S: Final = 300.0
@@ -55,6 +61,7 @@ class DownstreamApp:
         self._stats = stats
         self._connections = connections
         self._rng = rng or random.Random()
+        self._in_flight: dict[str, int] = {}  # per target, for degrade
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -99,12 +106,31 @@ class DownstreamApp:
                 await wire.bad_head(self._connections, scope, send)
             case Mode.DRIP:
                 await _drip(send, receive, payload, fault.drip_chunks, fault.drip_interval_ms)
+            case Mode.DEGRADE:
+                await self._degraded(scope, receive, send, payload, fault)
+            case Mode.TAIL:
+                slow = self._rng.random() < fault.tail_rate
+                latency_ms = fault.tail_latency_ms if slow else fault.latency_ms
+                if not await _disconnected_within(receive, latency_ms / 1000):
+                    await send_json(send, 200, payload)
             case _:  # healthy, slow, and the non-erroring share of error
                 if fault.latency_ms and await _disconnected_within(
                     receive, fault.latency_ms / 1000
                 ):
                     return
                 await send_json(send, 200, payload)
+
+    async def _degraded(
+        self, scope: Scope, receive: Receive, send: Send, payload: Payload, fault: Fault
+    ) -> None:
+        target = first_segment(scope["path"])
+        in_flight = self._in_flight[target] = self._in_flight.get(target, 0) + 1
+        try:
+            slower = max(1.0, in_flight / fault.capacity) ** 2
+            if not await _disconnected_within(receive, fault.latency_ms * slower / 1000):
+                await send_json(send, 200, payload)
+        finally:
+            self._in_flight[target] -= 1
 
 
 def _payload(scope: Scope) -> Payload:

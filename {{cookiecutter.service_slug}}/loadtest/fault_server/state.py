@@ -36,6 +36,8 @@ class Mode(enum.StrEnum):
     GOAWAY = "goaway"
     STREAMS = "streams"
     IDLE_CLOSE = "idle_close"
+    DEGRADE = "degrade"
+    TAIL = "tail"
 
 
 #: Modes that act on the data port's connections, not on one route: they are
@@ -77,6 +79,15 @@ _PARAMS: Final[dict[Mode, dict[str, _Param]]] = {
     Mode.GOAWAY: {"after_requests": _Param(True, 1, 1_000_000)},
     Mode.STREAMS: {"max_streams": _Param(True, 1, 1_000)},
     Mode.IDLE_CLOSE: {"idle_ms": _Param(False, 1, MAX_DELAY_MS)},
+    Mode.DEGRADE: {
+        "capacity": _Param(True, 1, 100_000),
+        "latency_ms": _Param(False, 0, MAX_DELAY_MS, default=20),
+    },
+    Mode.TAIL: {
+        "tail_rate": _Param(False, 0, 1),
+        "tail_latency_ms": _Param(False, 0, MAX_DELAY_MS),
+        "latency_ms": _Param(False, 0, MAX_DELAY_MS, default=0),
+    },
 }
 
 
@@ -94,6 +105,9 @@ class Fault:
     after_requests: int = 0
     max_streams: int = 0
     idle_ms: float = 0.0
+    capacity: int = 0
+    tail_rate: float = 0.0
+    tail_latency_ms: float = 0.0
 
     @classmethod
     def parse(cls, body: object) -> Fault:
@@ -122,6 +136,9 @@ class Fault:
             after_requests=int(values.get("after_requests", default.after_requests)),
             max_streams=int(values.get("max_streams", default.max_streams)),
             idle_ms=values.get("idle_ms", default.idle_ms),
+            capacity=int(values.get("capacity", default.capacity)),
+            tail_rate=values.get("tail_rate", default.tail_rate),
+            tail_latency_ms=values.get("tail_latency_ms", default.tail_latency_ms),
         )
 
     def to_json(self) -> dict[str, object]:

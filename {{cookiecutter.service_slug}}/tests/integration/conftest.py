@@ -34,6 +34,18 @@ def engine(request: pytest.FixtureRequest) -> str:
     return name
 
 
+@pytest.fixture(params=["http1-aiohttp", "http1-httpcore", "http2"])
+def any_transport(request: pytest.FixtureRequest) -> Iterator[tuple[RunningFaultServer, Any]]:
+    """The fault server over plain HTTP/1.1 (on either engine), or over TLS with the service
+    speaking HTTP/2."""
+    tls = request.param == "http2"
+    with serve_in_thread(tls=tls) as server:
+        if tls:
+            yield server, {"http2": True, "ca_bundle": str(server.ca_path)}
+        else:
+            yield server, {"http2": False, "engine": request.param.removeprefix("http1-")}
+
+
 @pytest.fixture
 def fault() -> Iterator[RunningFaultServer]:
     with serve_in_thread() as server:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from {{ cookiecutter.package_name }}.downstream.errors import DownstreamBadBody
 from {{ cookiecutter.package_name }}.downstream.httplib import httpx
 from {{ cookiecutter.package_name }}.settings import load_settings
 
-from loadtest.fault_server.harness import RunningFaultServer, serve_in_thread
+from loadtest.fault_server.harness import RunningFaultServer
 from tests.integration.conftest import log_events, one_downstream, running_service
 from tests.live import serve
 
@@ -30,18 +29,6 @@ ROOMY = {"max_concurrency": 10, "max_queue": CALLS, "max_wait": 10.0}
 JSON_LOGS = {"log_format": "json", "observability": LONG_INTERVAL}
 NO_BREAKER = {"minimum_calls": 100_000}  # every call must reach the misbehaving downstream
 ONE_ATTEMPT = {"max_attempts": 1}  # each answer is that attempt's, not the retry budget's
-
-
-@pytest.fixture(params=["http1-aiohttp", "http1-httpcore", "http2"])
-def any_transport(request: pytest.FixtureRequest) -> Iterator[tuple[RunningFaultServer, Any]]:
-    """The fault server over plain HTTP/1.1 (on either engine), or over TLS with the service
-    speaking HTTP/2."""
-    tls = request.param == "http2"
-    with serve_in_thread(tls=tls) as server:
-        if tls:
-            yield server, {"http2": True, "ca_bundle": str(server.ca_path)}
-        else:
-            yield server, {"http2": False, "engine": request.param.removeprefix("http1-")}
 
 
 def statuses_and_reasons(url: str, path: str) -> list[tuple[int, str | None]]:

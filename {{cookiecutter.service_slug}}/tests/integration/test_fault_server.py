@@ -151,6 +151,39 @@ def test_slow_delays_only_its_route(server: RunningFaultServer) -> None:
     assert fast_s < 0.3
 
 
+def timed_gets(server: RunningFaultServer, concurrency: int) -> list[float]:
+    """Seconds each of ``concurrency`` simultaneous GETs of one target took."""
+
+    def one(n: int) -> float:
+        with client(server) as http:
+            started = time.monotonic()
+            assert http.get(f"/items/{n}").status_code == 200
+            return time.monotonic() - started
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(one, range(concurrency)))
+
+
+def test_degrade_slows_every_request_once_its_target_is_past_capacity(
+    server: RunningFaultServer,
+) -> None:
+    server.set_fault("items", "degrade", capacity=2, latency_ms=50)
+    within = timed_gets(server, 2)
+    past = timed_gets(server, 16)  # 4 at once is already 4x slower
+    assert max(within) < 0.15  # 50 ms each, with room for a slow machine
+    assert max(past) >= 0.15
+    server.set_fault("items", "degrade", capacity=32, latency_ms=50)  # capacity back mid-run
+    assert max(timed_gets(server, 16)) < 0.15
+
+
+def test_tail_slows_only_its_share_of_requests(server: RunningFaultServer) -> None:
+    server.set_fault("items", "tail", tail_rate=0.25, tail_latency_ms=400)
+    durations = timed_gets(server, 40)
+    slow = sum(d >= 0.4 for d in durations)
+    assert 1 <= slow <= 25, durations  # 10 expected; far from every one and from none
+    assert sum(d < 0.2 for d in durations) >= 15
+
+
 def test_hang_never_answers_and_ends_when_the_client_leaves(server: RunningFaultServer) -> None:
     server.set_fault("items", "hang")
     with client(server) as http, pytest.raises(httpx.ReadTimeout):
@@ -404,6 +437,8 @@ def test_stats_count_requests_received(server: RunningFaultServer) -> None:
         ("items", "slow", {"latency": 5}),  # a typo is an error, not a no-op
         ("items", "error", {"error_rate": 1.5}),
         ("items", "refuse", {}),  # connection-level: only for "*"
+        ("items", "degrade", {"capacity": 0}),
+        ("items", "tail", {"tail_rate": 0.1}),  # tail_latency_ms is required
         ("a/b", "healthy", {}),  # a target is one path segment
     ],
 )

@@ -130,7 +130,7 @@ class Admission:
         moved = limit.on_drop(in_flight) if rtt is None else limit.on_sample(rtt, in_flight)
         if moved is not None:
             self.bulkhead.set_limit(moved)
-            self.instruments.limit_changed(moved, limit.snapshot)
+            self.instruments.limit_changed(limit.snapshot())
 
     def _refused(self, exc: BreakerOpenError) -> DownstreamError:
         self.instruments.outcome("breaker_open")

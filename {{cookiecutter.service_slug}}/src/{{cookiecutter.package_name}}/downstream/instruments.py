@@ -131,17 +131,12 @@ class Instruments:
                 **fields,
             )
 
-    def limit_changed(self, limit: int, describe: Callable[[], dict[str, Any]]) -> None:
-        """The adaptive limit moved: the gauge always, a line at most once per interval."""
-        self.metrics.concurrency_limit.set(limit)
-        suppressed = self.limit_throttle.take()
-        if suppressed is not None:
-            log.info(
-                "downstream.bulkhead.limit_changed",
-                downstream=self.name,
-                suppressed_since_last=suppressed,
-                **describe(),
-            )
+    def limit_changed(self, state: dict[str, Any]) -> None:
+        """The adaptive limit moved (at most once a window): the gauge always, a line at most
+        once per interval."""
+        self.metrics.concurrency_limit.set(state["limit"])
+        event = "downstream.bulkhead.limit_changed"
+        self._throttled(self.limit_throttle, event, level=logging.INFO, **state)
 
     def undrained(self, in_flight: int, oldest_calls: list[dict[str, Any]]) -> None:
         log.warning(
