@@ -18,9 +18,9 @@ follows Netflix concurrency-limits' recommended client setup, a ``WindowedLimit`
 - Headroom (``sqrt(limit)``, Envoy's) is added only when latency has not inflated at all:
   Gradient2 adds its queue allowance always, and at a gradient near 0.8 the limit keeps growing
   (concurrency-limits#134).
-- A timeout or a 429 is a drop; a window in which at least ``DROP_SHARE`` of the calls dropped
-  cuts the limit by 10 % (AIMD's backoff; Gradient2 ignores drops, concurrency-limits#176, and a
-  cut on every single drop would walk the limit down to its minimum on a downstream with a
+- A timeout, a 429 or a 503 is a drop; a window in which at least ``DROP_SHARE`` of the calls
+  dropped cuts the limit by 10 % (AIMD's backoff; Gradient2 ignores drops, concurrency-limits#176,
+  and a cut on every single drop would walk the limit down to its minimum on a downstream with a
   slow tail). Other failures and cancellations are no sample: an instant error would look like
   a fast downstream.
 
@@ -93,7 +93,7 @@ class AdaptiveLimit:
         return self._maybe_close(self._clock())
 
     def on_drop(self, in_flight: int) -> int | None:
-        """A call timed out or was throttled (429); the new limit if it moved."""
+        """A call timed out or was answered 429 or 503; the new limit if it moved."""
         self.drops += 1
         self._dropped += 1
         self._max_in_flight = max(self._max_in_flight, in_flight)
