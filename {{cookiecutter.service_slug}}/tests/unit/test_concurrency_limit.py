@@ -131,6 +131,21 @@ def settle_baseline(limit: AdaptiveLimit, clock: Clock) -> None:
     assert limit.baseline == pytest.approx(BASE_RTT)
 
 
+def test_at_start_up_it_halves_while_each_half_is_much_faster() -> None:
+    """A service loaded from its first call: 16 wide on a downstream that serves 4. Each
+    half-width window that answers much faster than the one before is kept and halved again;
+    the first that does not (2 is no faster than 4) ends the search at the width before it."""
+    limit, clock = new_limit(maximum=16)
+    feed_window(limit, clock, 0.4, in_flight=16)
+    assert limit.limit == 8
+    for _ in range(50):  # the full-width calls still out end first; a probe judges its own
+        limit.on_sample(0.6, in_flight=16)
+    for rtt, width_after in ((0.2, 4), (0.05, 2), (0.05, 4)):
+        feed_window(limit, clock, rtt, in_flight=limit.limit, calls=40)
+        assert limit.limit == width_after, rtt
+    assert limit.baseline == pytest.approx(0.05)
+
+
 def test_slower_answers_narrow_the_limit_only_when_the_limit_is_in_use() -> None:
     limit, clock = new_limit()
     settle_baseline(limit, clock)

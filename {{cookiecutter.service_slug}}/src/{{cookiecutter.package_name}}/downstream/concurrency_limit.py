@@ -10,11 +10,12 @@ follows Netflix concurrency-limits' recommended client setup, a ``WindowedLimit`
   exponential average, which drifts up during a long overload until the limit creeps back to
   where the overload began. Envoy re-measures its minimum in a window pinned to 3 calls every
   interval, shedding a busy service's traffic each time; here every cut is followed by a window
-  at the lower width, whose median is the fresh minimum, and only the second window after
-  start-up runs at half the limit (a service loaded from its first second would otherwise never
-  see the unloaded RTT, and settle at twice the width it should). The unit tests run the model
-  downstream for minutes: the baseline does not drift, and a permanently slower downstream
-  gets its width back once the old minimum has aged out.
+  at the lower width, whose median is the fresh minimum, and only at start-up does a window run
+  at half the limit, halving again while each half is much faster than the window before (a
+  service loaded from its first second would otherwise never see the unloaded RTT, and settle
+  at twice the width it should, or take many long windows to get down). The unit tests run the
+  model downstream for minutes: the baseline does not drift, and a permanently slower
+  downstream gets its width back once the old minimum has aged out.
 - Headroom (``sqrt(limit)``, Envoy's) is added only when latency has not inflated at all:
   Gradient2 adds its queue allowance always, and at a gradient near 0.8 the limit keeps growing
   (concurrency-limits#134).
@@ -53,6 +54,8 @@ SLACK_S = 0.002
 BACKOFF = 0.9  # AIMD's backoffRatio
 DROP_SHARE = 0.05
 BASELINE_HORIZON_S = 60.0
+#: A start-up probe this much faster than the window before it is kept, and halved again.
+REPROBE_BELOW = 0.8
 
 
 class AdaptiveLimit:
@@ -88,9 +91,11 @@ class AdaptiveLimit:
     def on_sample(self, rtt: float, in_flight: int) -> int | None:
         """A call answered after ``rtt`` s with ``in_flight`` calls out; the new limit if it
         moved."""
-        self._rtts.append(rtt)
+        now = self._clock()
+        if not self._probing or now - rtt >= self._window_start:  # a probe: only its own calls
+            self._rtts.append(rtt)
         self._max_in_flight = max(self._max_in_flight, in_flight)
-        return self._maybe_close(self._clock())
+        return self._maybe_close(now)
 
     def on_drop(self, in_flight: int) -> int | None:
         """A call timed out or was answered 429 or 503; the new limit if it moved."""
@@ -132,20 +137,28 @@ class AdaptiveLimit:
         if age < WINDOW_S:
             return None
         median = sorted(self._rtts)[len(self._rtts) // 2] if self._rtts else None
-        if self._probing:  # the half-width window: its median may lower the baseline, no more
-            self._probing = False
-            self._probe_at = math.inf
-            if median is not None:
-                self._remember(now, median)
-            estimate = self._estimate
+        if self._probing:
+            estimate = self._end_probe(now, median)
         else:
             estimate = self._next_estimate(now, median)
         self._open_window(now)
         if now >= self._probe_at:
             self._probing = True
-            self._estimate = estimate
-            return self._publish(estimate / 2, now, keep=True)
+            self._estimate = self._clamp(estimate)
+            return self._publish(self._estimate / 2, now, keep=True)
         return self._publish(estimate, now)
+
+    def _end_probe(self, now: float, median: float | None) -> float:
+        """A half-width window closed. Much faster than the window before it: the downstream was
+        queueing, so keep the half width and halve again next window; else resume."""
+        before, self._probing, self._probe_at = self.last_median, False, math.inf
+        if median is None:
+            return self._estimate
+        self._remember(now, median)
+        if before is not None and median < REPROBE_BELOW * before:
+            self._probe_at = now
+            return float(self.limit)
+        return self._estimate
 
     def _next_estimate(self, now: float, median: float | None) -> float:
         if median is not None:
@@ -169,7 +182,7 @@ class AdaptiveLimit:
     def _publish(self, estimate: float, now: float, *, keep: bool = False) -> int | None:
         """Clamp, and publish the whole part when it changed; ``keep`` (a probe) leaves the
         estimate the windows after it resume from."""
-        estimate = max(float(self.minimum), min(float(self.maximum), estimate))
+        estimate = self._clamp(estimate)
         if not keep:
             self._estimate = estimate
         limit = max(self.minimum, min(self.maximum, int(estimate)))
@@ -179,3 +192,6 @@ class AdaptiveLimit:
         self.changes += 1
         self.last_change = now
         return limit
+
+    def _clamp(self, estimate: float) -> float:
+        return max(float(self.minimum), min(float(self.maximum), estimate))
