@@ -1,8 +1,9 @@
 """``python -m benchmarks [--quick] [--out DIR]``: the whole benchmark, end to end.
 
 Bakes the service for each HTTP client, starts the downstreams and the targets pinned to their
-CPUs, runs the alternated load scenarios, the slow-downstream scenario, the memory run and the
-in-process micro-benchmarks, profiles any missed load target with py-spy, then writes
+CPUs, runs the alternated load scenarios, the slow-downstream scenario, the degrading-downstream
+scenario (fixed bulkheads against the adaptive one), the memory run and the in-process
+micro-benchmarks, profiles any missed load target with py-spy, then writes
 ``latest.json`` and ``latest.md`` and prints the tables. Every process it starts is stopped,
 also on failure or Ctrl-C.
 """
@@ -36,6 +37,7 @@ from .targets import (
     SERVICE_HTTPX,
     SLOW,
     Context,
+    degrade_targets,
     spawn_downstream,
     spawn_target,
 )
@@ -73,17 +75,29 @@ def slow_scenario(plan: Plan) -> Scenario:
     )
 
 
+def degrade_scenario(plan: Plan) -> Scenario:
+    return Scenario(
+        f"degrade_c{plan.degrade_concurrency}",
+        f"C={plan.degrade_concurrency}, degrading downstream ({plan.degrade_latency_ms} ms, "
+        f"slower past {plan.degrade_capacity} in flight), pool of {plan.degrade_pool}",
+        plan.degrade_concurrency,
+        "degrade",
+        degrade_targets(plan.degrade_capacity, plan.degrade_pool),
+        warmup_seconds=plan.degrade_warmup_seconds,
+    )
+
+
 def run_load(
     plan: Plan,
     driver: Driver,
     downstreams: dict[str, Server],
-    fast_targets: dict[str, Server],
-    slow_targets: dict[str, Server],
+    targets: dict[str, dict[str, Server]],
 ) -> list[dict[str, Any]]:
+    """Every scenario in turn; ``targets`` are the started servers by downstream."""
     results = []
-    for scenario in [*fast_scenarios(plan), slow_scenario(plan)]:
+    for scenario in [*fast_scenarios(plan), slow_scenario(plan), degrade_scenario(plan)]:
         progress(f"scenario {scenario.title}")
-        started = fast_targets if scenario.downstream == "fast" else slow_targets
+        started = targets[scenario.downstream]
         downstream = downstreams[scenario.downstream]
         result = run_scenario(scenario, started, downstream, driver, plan, progress)
         result["service_counters"] = {
@@ -220,6 +234,9 @@ def measure(plan: Plan, pinning: Pinning, workdir: Path, servers: list[Server]) 
     downstreams = {
         "fast": spawn_downstream(context, "downstream_fast", 0),
         "slow": spawn_downstream(context, "downstream_slow", plan.slow_latency_ms),
+        "degrade": spawn_downstream(
+            context, "downstream_degrade", plan.degrade_latency_ms, plan.degrade_capacity
+        ),
     }
     servers += downstreams.values()
     fast_targets = {
@@ -237,6 +254,17 @@ def measure(plan: Plan, pinning: Pinning, workdir: Path, servers: list[Server]) 
         for t in SLOW
     }
     servers += slow_targets.values()
+    degrade_targets_started = {
+        t.key: spawn_target(
+            t,
+            context,
+            downstream_url=downstreams["degrade"].base_url,
+            pool=plan.degrade_pool,
+            suffix="_degrade",
+        )
+        for t in degrade_scenario(plan).targets
+    }
+    servers += degrade_targets_started.values()
     fresh = spawn_target(
         SERVICE_HTTPX, context, downstream_url=downstreams["fast"].base_url, suffix="_memory"
     )
@@ -244,7 +272,8 @@ def measure(plan: Plan, pinning: Pinning, workdir: Path, servers: list[Server]) 
     ready(servers)
     driver = Driver(pinning, plan)
     try:
-        load = run_load(plan, driver, downstreams, fast_targets, slow_targets)
+        started = {"fast": fast_targets, "slow": slow_targets, "degrade": degrade_targets_started}
+        load = run_load(plan, driver, downstreams, started)
         progress(f"memory: {plan.memory_requests[1]:,} requests to a fresh {SERVICE_HTTPX.key}")
         memory = rss_growth(fresh, driver, plan)
         stop(fresh)
@@ -263,7 +292,8 @@ def measure_rest(
 ) -> dict[str, Any]:
     """Micro-benchmarks, verdicts, and a profile of each missed load target."""
     micro = run_micro(context, plan)
-    slow_result = load[-1]
+    slow_result = next(s for s in load if s["downstream"] == "slow")
+    degrade_result = next(s for s in load if s["downstream"] == "degrade")
     deadlines = {
         key: (counters or {}).get("config", {}).get("deadline_seconds") or float("nan")
         for key, counters in slow_result["service_counters"].items()
@@ -271,6 +301,7 @@ def measure_rest(
     found = [
         *verdicts.load_verdicts(load),
         *verdicts.slow_verdicts(slow_result, deadlines),
+        *verdicts.degrade_verdicts(degrade_result),
         *verdicts.micro_verdicts(micro),
         verdicts.memory_verdict(memory),
     ]

@@ -33,8 +33,10 @@ class Scenario:
     title: str
     concurrency: int
     downstream: str
-    """``fast`` or ``slow``."""
+    """``fast``, ``slow`` or ``degrade``."""
     targets: tuple[Target, ...]
+    warmup_seconds: float | None = None
+    """Load before each run (None: the plan's)."""
 
 
 class Driver:
@@ -99,13 +101,13 @@ class Driver:
 
 
 def one_run(
-    driver: Driver, server: Server, downstream: Server, concurrency: int, plan: Plan
+    driver: Driver, server: Server, downstream: Server, concurrency: int, plan: Plan, warmup: float
 ) -> dict[str, Any]:
     raw = driver.run(
         server.base_url + ITEM_PATH,
         concurrency,
         seconds=plan.run_seconds,
-        warmup=plan.warmup_seconds,
+        warmup=warmup,
         watch={"target": server.pid, "downstream": downstream.pid},
     )
     cpu = raw["cpu_s"]
@@ -161,9 +163,11 @@ def run_scenario(
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {t.key: [] for t in scenario.targets}
+    warmup = plan.warmup_seconds if scenario.warmup_seconds is None else scenario.warmup_seconds
     for round_number in range(plan.repeats):
         for target in scenario.targets:
-            run = one_run(driver, servers[target.key], downstream, scenario.concurrency, plan)
+            server = servers[target.key]
+            run = one_run(driver, server, downstream, scenario.concurrency, plan, warmup)
             runs[target.key].append(run)
             progress(
                 f"  {scenario.key} round {round_number + 1}/{plan.repeats} {target.key:15s} "
@@ -192,6 +196,8 @@ RATIOS = (
     ("service_httpx2", "reference"),
     ("service_httpx", "service_httpcore"),
 )
+#: The degrading-downstream scenario: the adaptive bulkhead against each fixed width.
+ADAPTIVE_PREFIX = "service_fixed_"
 
 
 def ratios(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -201,7 +207,9 @@ def ratios(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     its ratio is the steadier estimate of how much more one core serves.
     """
     found: dict[str, Any] = {}
-    for a, b in RATIOS:
+    fixed = [key for key in runs if key.startswith(ADAPTIVE_PREFIX)]
+    pairs = [*RATIOS, *(("service_adaptive", key) for key in fixed if "service_adaptive" in runs)]
+    for a, b in pairs:
         if a in runs and b in runs:
             found[f"{a}/{b}"] = {
                 "throughput": paired_ratios(

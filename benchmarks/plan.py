@@ -23,6 +23,12 @@ class Plan:
     slow_latency_ms: int
     slow_pool: int
     """LIMITS__MAX_CONNECTIONS and BULKHEAD__MAX_CONCURRENCY of the slow scenario."""
+    degrade_concurrency: int
+    degrade_latency_ms: int
+    degrade_capacity: int
+    degrade_pool: int
+    degrade_warmup_seconds: float
+    """The adaptive limit needs a few windows to settle: each run of this scenario warms longer."""
     memory_requests: tuple[int, int]
     """RSS is read after the first and after the second count of requests."""
     memory_seconds: float
@@ -44,6 +50,11 @@ FULL = Plan(
     slow_concurrency=100,
     slow_latency_ms=50,
     slow_pool=10,
+    degrade_concurrency=64,
+    degrade_latency_ms=20,
+    degrade_capacity=8,
+    degrade_pool=32,
+    degrade_warmup_seconds=4.0,
     memory_requests=(10_000, 100_000),
     memory_seconds=200.0,
     memory_concurrency=10,
@@ -61,6 +72,11 @@ QUICK = Plan(
     slow_concurrency=100,
     slow_latency_ms=50,
     slow_pool=10,
+    degrade_concurrency=64,
+    degrade_latency_ms=20,
+    degrade_capacity=8,
+    degrade_pool=32,
+    degrade_warmup_seconds=0.5,
     memory_requests=(200, 600),
     memory_seconds=10.0,
     memory_concurrency=10,

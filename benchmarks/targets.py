@@ -8,6 +8,10 @@ session (``reference_app``), (6) the default bake on httpcore (``ENGINE=httpcore
 default cost before the aiohttp engine. Every target calls the same downstream
 ``GET /items/{id}`` and is served by uvicorn with uvloop and httptools, without an access log,
 at log level warning.
+
+The degrading-downstream scenario runs the default bake four times, differing only in the
+catalog's bulkhead: fixed at the downstream's capacity, at twice it, at the pool's width, and
+adaptive between 1 and the pool's width.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class Target:
     engine: str = ""
     """A service's ENGINE setting ("": the bake's default); "aiohttp" puts a bare app's client on
     the bake's aiohttp transport."""
+    catalog: tuple[tuple[str, str], ...] = ()
+    """A service's catalog settings (name after ``DOWNSTREAMS__CATALOG__``, value)."""
 
 
 SERVICE_HTTPX = Target(
@@ -54,6 +60,27 @@ SERVICE_HTTPCORE = Target(
 ALL = (SERVICE_HTTPX, BARE_SHARED, PER_REQUEST, SERVICE_HTTPX2, REFERENCE, SERVICE_HTTPCORE)
 # A client per request has no pool to bound, so the pool-of-10 scenario leaves it out.
 SLOW = (SERVICE_HTTPX, BARE_SHARED, SERVICE_HTTPX2, REFERENCE)
+
+
+def degrade_targets(capacity: int, pool: int) -> tuple[Target, ...]:
+    def fixed(width: int, why: str) -> Target:
+        width_setting = (("BULKHEAD__MAX_CONCURRENCY", str(width)),)
+        label = f"(1) bulkhead fixed at {width} ({why})"
+        return Target(f"service_fixed_{width}", label, "service", "httpx", catalog=width_setting)
+
+    adaptive = Target(
+        "service_adaptive",
+        f"(1) bulkhead adaptive, 1-{pool}",
+        "service",
+        "httpx",
+        catalog=(("BULKHEAD__ADAPTIVE", "true"), ("BULKHEAD__MIN_CONCURRENCY", "1")),
+    )
+    return (
+        fixed(capacity, "the downstream's capacity"),
+        fixed(2 * capacity, "twice it"),
+        fixed(pool, "the pool's width"),
+        adaptive,
+    )
 
 
 @dataclass
@@ -97,6 +124,8 @@ def spawn_target(
             env[f"{p}DOWNSTREAMS__CATALOG__LIMITS__MAX_CONNECTIONS"] = str(pool)
             env[f"{p}DOWNSTREAMS__CATALOG__LIMITS__MAX_KEEPALIVE_CONNECTIONS"] = str(pool)
             env[f"{p}DOWNSTREAMS__CATALOG__BULKHEAD__MAX_CONCURRENCY"] = str(pool)
+        for name, value in target.catalog:  # after the pool: a target's own width wins
+            env[f"{p}DOWNSTREAMS__CATALOG__{name}"] = value
         if target.engine:
             env[f"{p}DOWNSTREAMS__CATALOG__ENGINE"] = target.engine
             env[f"{p}DOWNSTREAMS__PRICING__ENGINE"] = target.engine
@@ -128,7 +157,7 @@ def spawn_target(
     )
 
 
-def spawn_downstream(context: Context, name: str, latency_ms: float) -> Server:
+def spawn_downstream(context: Context, name: str, latency_ms: float, capacity: int = 0) -> Server:
     port = free_port()
     command = [
         sys.executable,
@@ -138,6 +167,8 @@ def spawn_downstream(context: Context, name: str, latency_ms: float) -> Server:
         str(port),
         "--latency-ms",
         str(latency_ms),
+        "--capacity",
+        str(capacity),
     ]
     return spawn_server(
         name,

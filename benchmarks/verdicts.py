@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .stats import paired_ratios
+
 ThroughputGoals = {1: 1.0, 10: 1.0, 100: 1.3}
 PER_REQUEST_GOAL = 10.0
 CPU_CUT_GOAL = 2.0  # (6)'s CPU per request over (1)'s: the default costs at most half of before
@@ -203,3 +205,50 @@ def slow_verdicts(scenario: dict[str, Any], deadlines: dict[str, float]) -> list
             )
         )
     return found
+
+
+ADAPTIVE_GOODPUT_GOAL = 1.0  # the issue's: at least the best fixed bulkhead's goodput
+
+
+def degrade_verdicts(scenario: dict[str, Any]) -> list[dict[str, Any]]:
+    """The adaptive bulkhead against the fixed widths on the degrading downstream, paired by
+    round: its goodput over the best fixed width's in that round (a width chosen in hindsight),
+    and the p99 of the widest fixed one (the pool's, what a team that guessed too wide gets) over
+    its own."""
+    targets = scenario["targets"]
+    adaptive = targets.get("service_adaptive")
+    fixed = {key: t for key, t in targets.items() if key.startswith("service_fixed_")}
+    if adaptive is None or not fixed:
+        return []
+    rounds = range(len(adaptive["runs"]))
+    best = [max(t["runs"][i]["ok_rps"] for t in fixed.values()) for i in rounds]
+    goodput = paired_ratios([r["ok_rps"] for r in adaptive["runs"]], best)
+    widest = fixed[max(fixed, key=lambda key: int(key.rsplit("_", 1)[1]))]
+    tail = paired_ratios(
+        [r["latency_ms"].get("p99", math.nan) for r in widest["runs"]],
+        [r["latency_ms"].get("p99", math.nan) for r in adaptive["runs"]],
+    )
+    sizes = {key: t["summary"]["ok_rps"]["median"] for key, t in fixed.items()}
+    return [
+        verdict(
+            "adaptive_goodput",
+            f"degrading downstream: adaptive bulkhead goodput >= {ADAPTIVE_GOODPUT_GOAL} x the "
+            "best fixed width's (chosen in hindsight, per round)",
+            goodput["median"],
+            goodput["min"],
+            goodput["max"],
+            goodput["median"] >= ADAPTIVE_GOODPUT_GOAL,
+            fixed_ok_rps=sizes,
+            adaptive_ok_rps=adaptive["summary"]["ok_rps"]["median"],
+        ),
+        verdict(
+            "adaptive_tail",
+            "degrading downstream: the widest fixed bulkhead's p99 / the adaptive one's > 1",
+            tail["median"],
+            tail["min"],
+            tail["max"],
+            tail["median"] > 1.0,
+            adaptive_p99_ms=adaptive["summary"]["p99_ms"]["median"],
+            widest_p99_ms=widest["summary"]["p99_ms"]["median"],
+        ),
+    ]

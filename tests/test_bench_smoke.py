@@ -25,6 +25,7 @@ FAST_TARGETS = {
     "service_httpcore",
 }
 SLOW_TARGETS = {"service_httpx", "bare_shared", "service_httpx2", "reference"}
+DEGRADE_TARGETS = {"service_fixed_8", "service_fixed_16", "service_fixed_32", "service_adaptive"}
 MICRO_FIGURES = {
     "raw_client_get",
     "pipeline_get",
@@ -100,6 +101,21 @@ def test_slow_scenario_ran_with_a_pool_of_ten(bench: dict[str, Any]) -> None:
         assert config["deadline_seconds"] > 0
 
 
+def test_degrade_scenario_ran_each_fixed_width_and_the_adaptive_bulkhead(
+    bench: dict[str, Any],
+) -> None:
+    (degrade,) = scenarios(bench, "degrade")
+    assert set(degrade["targets"]) == DEGRADE_TARGETS
+    for key, width in (("service_fixed_8", 8), ("service_fixed_16", 16), ("service_fixed_32", 32)):
+        config = degrade["service_counters"][key]["config"]
+        assert config["bulkhead"]["max_concurrency"] == width
+        assert not config["bulkhead"]["adaptive"]
+    adaptive = degrade["service_counters"]["service_adaptive"]
+    assert adaptive["config"]["bulkhead"]["adaptive"]
+    assert adaptive["bulkhead"]["adaptive"]["maximum"] == 32  # the pool's width
+    assert {f"service_adaptive/service_fixed_{w}" for w in (8, 16, 32)} <= set(degrade["ratios"])
+
+
 def test_micro_benchmarks_ran_the_pipeline_of_both_bakes(bench: dict[str, Any]) -> None:
     micro = bench["json"]["micro"]
     assert set(micro) == {"httpx", "httpx2"}
@@ -129,6 +145,8 @@ def test_every_target_of_the_issue_has_a_verdict(bench: dict[str, Any]) -> None:
         "pipeline_overhead_httpx",
         "breaker_open_httpx",
         "rss_growth",
+        "adaptive_goodput",
+        "adaptive_tail",
     } | {
         f"service_vs_{baseline}_c{c}"
         for c in bench["json"]["plan"]["concurrencies"]
