@@ -37,6 +37,7 @@ from .targets import (
     SERVICE_HTTPX,
     SLOW,
     Context,
+    Target,
     degrade_targets,
     spawn_downstream,
     spawn_target,
@@ -239,32 +240,25 @@ def measure(plan: Plan, pinning: Pinning, workdir: Path, servers: list[Server]) 
         ),
     }
     servers += downstreams.values()
-    fast_targets = {
-        t.key: spawn_target(t, context, downstream_url=downstreams["fast"].base_url) for t in ALL
+
+    def spawn_all(
+        targets: tuple[Target, ...], downstream: str, pool: int | None = None
+    ) -> dict[str, Server]:
+        """Each target against one downstream; the fast set keeps the targets' own names."""
+        url = downstreams[downstream].base_url
+        suffix = "" if downstream == "fast" else f"_{downstream}"
+        return {
+            t.key: spawn_target(t, context, downstream_url=url, pool=pool, suffix=suffix)
+            for t in targets
+        }
+
+    started = {
+        "fast": spawn_all(ALL, "fast"),
+        "slow": spawn_all(SLOW, "slow", plan.slow_pool),
+        "degrade": spawn_all(degrade_scenario(plan).targets, "degrade", plan.degrade_pool),
     }
-    servers += fast_targets.values()
-    slow_targets = {
-        t.key: spawn_target(
-            t,
-            context,
-            downstream_url=downstreams["slow"].base_url,
-            pool=plan.slow_pool,
-            suffix="_slow",
-        )
-        for t in SLOW
-    }
-    servers += slow_targets.values()
-    degrade_targets_started = {
-        t.key: spawn_target(
-            t,
-            context,
-            downstream_url=downstreams["degrade"].base_url,
-            pool=plan.degrade_pool,
-            suffix="_degrade",
-        )
-        for t in degrade_scenario(plan).targets
-    }
-    servers += degrade_targets_started.values()
+    for by_key in started.values():
+        servers += by_key.values()
     fresh = spawn_target(
         SERVICE_HTTPX, context, downstream_url=downstreams["fast"].base_url, suffix="_memory"
     )
@@ -272,12 +266,11 @@ def measure(plan: Plan, pinning: Pinning, workdir: Path, servers: list[Server]) 
     ready(servers)
     driver = Driver(pinning, plan)
     try:
-        started = {"fast": fast_targets, "slow": slow_targets, "degrade": degrade_targets_started}
         load = run_load(plan, driver, downstreams, started)
         progress(f"memory: {plan.memory_requests[1]:,} requests to a fresh {SERVICE_HTTPX.key}")
         memory = rss_growth(fresh, driver, plan)
         stop(fresh)
-        return measure_rest(plan, context, driver, fast_targets, load, memory)
+        return measure_rest(plan, context, driver, started["fast"], load, memory)
     finally:
         driver.close()
 
