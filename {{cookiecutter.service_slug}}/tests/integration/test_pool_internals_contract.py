@@ -46,6 +46,10 @@ async def test_private_names_still_exist_and_behave(fault: RunningFaultServer) -
         assert callable(require(pool, pool_internals.POOL_ASSIGN, "re-assignment after changes"))
         close = require(pool, pool_internals.POOL_CLOSE, "closing connections")
         assert inspect.iscoroutinefunction(close)
+        assert callable(require(pool, pool_internals.POOL_CREATE, "making connections"))
+        backend = require(pool, pool_internals.POOL_BACKEND, "the network backend")
+        assert inspect.iscoroutinefunction(backend.connect_tcp)
+        created = pool_internals.track_created(pool)
 
         async with client.stream("GET", "/items/1") as response:  # a request in flight
             assert response.status_code == 200
@@ -54,6 +58,8 @@ async def test_private_names_still_exist_and_behave(fault: RunningFaultServer) -
             assert running.is_queued() is False
             [connection] = pool.connections
             assert re.match(r"^'http://127\.0\.0\.1:\d+', HTTP/1\.1, ACTIVE", connection.info())
+            assert list(created) == [connection]  # made through the hook, so it is tracked
+            assert pool_internals.unpooled_open(pool, created) == []
             assert pool_internals.pool_stats(pool).active == 1
             bound = require(response.stream, pool_internals.RESPONSE_STREAM, "httpx's stream")
             pool_stream = require(bound, pool_internals.TRANSPORT_STREAM, "httpcore's stream")
@@ -68,6 +74,7 @@ async def test_private_names_still_exist_and_behave(fault: RunningFaultServer) -
         assert pool_internals.orphaned_connections(pool) == []
         assert await pool_internals.evict(pool, connection) is True
         assert pool.connections == []
+        assert pool_internals.unpooled_open(pool, created) == []  # evicted and closed
 
 
 @pytest.mark.anyio

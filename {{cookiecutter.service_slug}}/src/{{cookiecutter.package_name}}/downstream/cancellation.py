@@ -23,8 +23,14 @@ Each of the first three loses a slot of ``max_connections`` for good; with
 restart. So whenever a send or a read fails, the pool is checked for exactly that damage and
 repaired: nothing runs on the happy path. (Running every call in a task of its own that is
 never cancelled also closes the cancellation holes, but cost ~30 us a call in ``make bench``.)
-httpcore2 has none of the cancellation holes (with httpx2 those checks are skipped) and handles
-a lowered stream limit; a connection in ``LocalProtocolError`` is closed on either library.
+httpcore2 has none of these holes (with httpx2 those checks are skipped) and handles a lowered
+stream limit; a connection in ``LocalProtocolError`` is closed on either library.
+
+Two more holes, in httpcore and httpcore2 alike, cost file descriptors instead: sockets left
+open, owned by nothing, until a full garbage collection (rare once ``gc.freeze()`` ran). A
+cancellation inside the pool's closing of connections it took out of it skips the rest of them
+(``close_unpooled``), and one during a TLS handshake leaves its TCP socket open
+(``CloseCancelledTls``).
 """
 
 from __future__ import annotations
@@ -43,7 +49,10 @@ from .pool_internals import (
     is_http2,
     orphaned_connections,
     stranded_request,
+    track_created,
+    unpooled_open,
     usable_http2_connections,
+    wrap_network_backend,
 )
 
 POOL_LEAKS_ON_CANCEL = httpx.__name__ == "httpx"
@@ -53,6 +62,36 @@ STRANDED = "a cancellation inside the response's close left its request in the p
 ABANDONED = "a cancellation inside a request's clean-up left its connection ACTIVE with no owner"
 WEDGED = "an HTTP/2 connection's stream accounting broke (LocalProtocolError on every request)"
 DEAD_HTTP2 = "a cancelled response close left its HTTP/2 stream open and the connection ACTIVE"
+UNPOOLED = "a cancellation inside httpcore's close left a connection it took out of the pool open"
+
+
+class CloseCancelledTls:
+    """httpcore's network backend, closing the TCP socket of a TLS handshake that did not end.
+
+    ``start_tls`` in httpcore 1.0.9 and httpcore2 closes the socket on ``Exception`` only, so a
+    cancelled handshake (a deadline, a ``TaskGroup`` sibling, a client gone) left it open.
+    Only the new stream's ``start_tls`` is replaced: reads and writes go to the stream as before.
+    """
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    async def connect_tcp(self, *args: Any, **kwargs: Any) -> Any:
+        stream = await self.backend.connect_tcp(*args, **kwargs)
+        start_tls = stream.start_tls
+
+        async def start_tls_or_close(*tls_args: Any, **tls_kwargs: Any) -> Any:
+            try:
+                return await start_tls(*tls_args, **tls_kwargs)
+            except BaseException:
+                await stream.aclose()
+                raise
+
+        stream.start_tls = start_tls_or_close
+        return stream
+
+    def __getattr__(self, name: str) -> Any:  # connect_unix_socket, sleep
+        return getattr(self.backend, name)
 
 
 class PoolRepair:
@@ -62,6 +101,10 @@ class PoolRepair:
         self.pool = client_pool(client)  # None: not httpcore's pool (a test's fake), nothing to do
         self.on_repaired = on_repaired
         self.pending: set[asyncio.Task[Any]] = set()
+        if self.pool is not None:
+            wrap_network_backend(self.pool, CloseCancelledTls)
+        self.created = track_created(self.pool) if self.pool is not None else None
+        self.unpooled_suspects: list[Any] = []
 
     def after_cancelled_send(self) -> None:
         """A send was cancelled: look for an orphaned or abandoned connection, in the background."""
@@ -111,6 +154,28 @@ class PoolRepair:
                 repaired += 1
                 self.on_repaired(cause)
         return repaired
+
+    async def close_unpooled(self, *, all_now: bool = False) -> int:
+        """Close connections httpcore took out of the pool and never closed (``unpooled_open``).
+
+        The monitor calls this once a tick and closes what was already there on the tick
+        before: httpcore marks a connection closed as its close starts, so one still open a
+        tick after leaving the pool was skipped, never to be closed. ``all_now`` at shutdown.
+        """
+        if self.created is None:
+            return 0
+        found = unpooled_open(self.pool, self.created)
+        if all_now:
+            abandoned, self.unpooled_suspects = found, []
+        else:
+            seen = {id(connection) for connection in self.unpooled_suspects}
+            abandoned = [c for c in found if id(c) in seen]
+            self.unpooled_suspects = [c for c in found if id(c) not in seen]
+        for connection in abandoned:
+            self.created.discard(connection)
+            await connection.aclose()
+            self.on_repaired(UNPOOLED)
+        return len(abandoned)
 
     def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(work)

@@ -316,6 +316,7 @@ class Downstream:
         if self.bulkhead.in_flight:
             self.instruments.undrained(self.bulkhead.in_flight, self.in_flight.oldest())
         await self.client.aclose()
+        await self.repair.close_unpooled(all_now=True)  # closing the pool skips those
 
     # -- pipeline -----------------------------------------------------------------------------
 

@@ -3,8 +3,8 @@
 Each tick it refreshes the pool gauges, logs ``downstream.pool.snapshot`` when something changed
 or utilisation is high, ``downstream.pool.saturated`` when utilisation crosses the threshold,
 ``downstream.response.leaked`` for streams held open too long, and closes connections that
-were reserved for a request no longer there (httpcore #1093), logged by the downstream as
-``downstream.pool.orphan_connection``.
+were reserved for a request no longer there (httpcore #1093) or taken out of the pool and left
+open, logged by the downstream as ``downstream.pool.orphan_connection``.
 """
 
 from __future__ import annotations
@@ -76,3 +76,4 @@ class PoolMonitor:
             downstream.instruments.leaked("held_open", stream)
         if self.settings.repair_orphans:  # a backstop: Downstream repairs its own cancelled
             await downstream.repair.repair_orphans()  # calls at once; this catches the rest
+            await downstream.repair.close_unpooled()  # sockets httpcore's close skipped
