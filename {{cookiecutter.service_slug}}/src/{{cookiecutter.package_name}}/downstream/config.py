@@ -117,6 +117,20 @@ class RetrySettings(Group):
         return value
 
 
+class HedgeSettings(Group):
+    """A second attempt for a slow idempotent call, first answer wins (hedging.py).
+
+    Off by default: see the README's measurements. DELAY is the wait before the hedge; with
+    DELAY_PERCENTILE (e.g. 95) the wait is that percentile of recent answers instead, DELAY until
+    there are enough of them. At most BUDGET_RATIO of calls are hedged.
+    """
+
+    enabled: bool = False
+    delay: float = Field(default=0.1, gt=0, le=60)
+    delay_percentile: float = Field(default=0.0, ge=0, lt=100)
+    budget_ratio: float = Field(default=0.05, gt=0, le=0.5)
+
+
 class BreakerSettings(Group):
     """Circuit breaker over a time-based sliding window (Resilience4j semantics)."""
 
@@ -166,6 +180,7 @@ class DownstreamSettings(Group):
     bulkhead: BulkheadSettings = BulkheadSettings()
     retry: RetrySettings = RetrySettings()
     breaker: BreakerSettings = BreakerSettings()
+    hedge: HedgeSettings = HedgeSettings()
     tls_verify: bool = True
     ca_bundle: Path | None = None
     headers: dict[str, SecretStr] = Field(default_factory=dict)
