@@ -12,9 +12,11 @@ import pytest
 
 from {{ cookiecutter.package_name }}.downstream.client import Downstream
 from {{ cookiecutter.package_name }}.downstream.hedging import BUDGET_BURST
+from {{ cookiecutter.package_name }}.downstream.httplib import httpx
 
 from loadtest.fault_server.harness import RunningFaultServer
-from tests.integration.conftest import one_downstream
+from tests.integration.conftest import one_downstream, running_service
+from tests.integration.test_observability import metric
 
 pytestmark = pytest.mark.slow
 CALLERS = 8
@@ -98,3 +100,22 @@ async def test_a_thousand_hedged_calls_leave_no_connection_behind(
         fault.set_fault("items", "healthy")
         replies = await asyncio.gather(*(catalog.get(f"/items/{i}") for i in range(WIDTH)))
         assert [reply.status_code for reply in replies] == [200] * WIDTH
+
+
+def test_the_service_turns_hedging_on_from_its_settings_and_counts_the_hedges(
+    fault: RunningFaultServer,
+) -> None:
+    fault.set_fault("items", "tail", latency_ms=1, tail_rate=0.3, tail_latency_ms=300)
+    hedge = {"enabled": True, "delay": 0.02, "budget_ratio": RATIO}
+    with running_service(fault, hedge=hedge) as (url, _), httpx.Client(base_url=url) as client:
+        for i in range(40):
+            assert client.get(f"/items/{i}").status_code == 200
+        view = client.get("/debug/downstreams").json()["catalog"]["hedging"]
+        metrics = client.get("/metrics").text
+    assert view["calls"] == 40
+    assert view["sent"] > 0, view
+    counted = sum(
+        metric(metrics, "downstream_hedges_total", downstream="catalog", result=result)
+        for result in ("won", "lost", "failed")
+    )
+    assert counted >= view["sent"]  # the counters are the process's: other tests' hedges too
