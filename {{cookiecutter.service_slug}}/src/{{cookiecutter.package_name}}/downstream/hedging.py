@@ -120,7 +120,10 @@ class Hedging:
         try:
             await asyncio.wait((primary,), timeout=self.delay.current)
             if not primary.done() and self._take_hedge(deadline):
-                hedge = asyncio.ensure_future(self._hedge(attempt, copy_of(request)))
+                hedge = asyncio.ensure_future(attempt(copy_of(request)))
+                # Not a ``finally`` in the hedge: a task cancelled before its first step never
+                # runs its body, and the slot would be lost.
+                hedge.add_done_callback(self._give_slot_back)
                 return await self._race(primary, hedge)
             response = await primary
             if not is_failure_status(response.status_code):
@@ -157,11 +160,8 @@ class Hedging:
         self.instruments.hedge_skipped(reason)
         return False
 
-    async def _hedge(self, attempt: Attempt, request: httpx.Request) -> httpx.Response:
-        try:
-            return await attempt(request)
-        finally:
-            self.bulkhead.release()
+    def _give_slot_back(self, _: asyncio.Future[httpx.Response]) -> None:
+        self.bulkhead.release()
 
     async def _race(
         self, primary: asyncio.Future[httpx.Response], hedge: asyncio.Future[httpx.Response]
