@@ -5,7 +5,10 @@ Prints, per configuration, the calls' p50/p99/p99.9 latency and what the downstr
 (counted at the fault server): the extra requests are what hedging cost. The fault server runs
 in a thread of this process, the same for every configuration. Run on a bake:
 
-    python -m benchmarks.hedging --project <bake> --package pool_service
+    python -m benchmarks.hedging --project <bake> --package pool_service [--http2]
+
+``--http2`` serves the fault server over TLS, where the service speaks HTTP/2: the hedge and the
+first attempt share one connection, and the loser's cancellation is a RST_STREAM.
 """
 
 from __future__ import annotations
@@ -30,18 +33,17 @@ def percentile(ordered: list[float], share: float) -> float:
 
 
 async def one_round(
-    package: str, base_url: str, hedge: dict[str, Any], calls: int, concurrency: int
-) -> tuple[list[float], dict[str, Any] | None]:
+    package: str, transport: dict[str, Any], hedge: dict[str, Any], calls: int, concurrency: int
+) -> tuple[list[float], int, int]:
     config = importlib.import_module(f"{package}.downstream.config")
     registry = importlib.import_module(f"{package}.downstream.registry")
     settings = config.DownstreamSettings.model_validate(
         {
-            "base_url": base_url,
+            **transport,
             "hedge": hedge,
             "bulkhead": {"max_concurrency": 2 * concurrency, "max_queue": 1000},
             "limits": {"max_connections": 2 * concurrency},
             "breaker": {"minimum_calls": 100_000},
-            "retry": {"max_attempts": 1},
         }
     )
     latencies: list[float] = []
@@ -60,8 +62,10 @@ async def one_round(
                 latencies.append(time.perf_counter() - started)
 
         await asyncio.gather(*(caller() for _ in range(concurrency)))
-        view = catalog.describe()["hedging"]
-    return sorted(latencies), view
+        view = catalog.describe()
+    hedging = view["hedging"]
+    retries = sum(view["retry_budget"]["retries_by_reason"].values())
+    return sorted(latencies), (hedging["sent"] if hedging else 0), retries
 
 
 def measure(args: argparse.Namespace) -> None:
@@ -70,7 +74,10 @@ def measure(args: argparse.Namespace) -> None:
     log_config = importlib.import_module(f"{args.package}.log_config")
     log_config.configure_logging("json", "warning")  # as the service runs: no line per call
     rows: dict[str, list[tuple[list[float], int, int]]] = {name: [] for name in CONFIGS}
-    with harness.serve_in_thread() as fault:
+    with harness.serve_in_thread(tls=args.http2) as fault:
+        transport: dict[str, Any] = {"base_url": fault.base_url, "http2": args.http2}
+        if args.http2:
+            transport["ca_bundle"] = str(fault.ca_path)
         fault.set_fault(
             "items",
             "tail",
@@ -81,10 +88,11 @@ def measure(args: argparse.Namespace) -> None:
         for _ in range(args.rounds):
             for name, hedge in CONFIGS.items():  # alternated: drift hits every one alike
                 fault.reset_stats()
-                run = one_round(args.package, fault.base_url, hedge, args.calls, args.concurrency)
-                latencies, view = asyncio.run(run)
-                sent = view["sent"] if view else 0
-                rows[name].append((latencies, fault.stats()["items"] - args.calls, sent))
+                run = one_round(args.package, transport, hedge, args.calls, args.concurrency)
+                latencies, sent, retries = asyncio.run(run)
+                # Retries (over HTTP/2: streams a GOAWAY refused) are not the hedges' cost.
+                extra = fault.stats()["items"] - args.calls - retries
+                rows[name].append((latencies, extra, sent))
     report(rows, args)
 
 
@@ -94,6 +102,7 @@ def ms(seconds: float) -> str:
 
 def report(rows: dict[str, list[tuple[list[float], int, int]]], args: argparse.Namespace) -> None:
     print(
+        f"{'HTTP/2 over TLS' if args.http2 else 'HTTP/1.1'}; "
         f"tail: {args.tail_rate:.0%} of answers take {args.tail_ms} ms, the rest "
         f"{args.latency_ms} ms; C={args.concurrency}, {args.calls} calls x {args.rounds} rounds"
     )
@@ -120,6 +129,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=5)
     parser.add_argument("--tail-rate", type=float, default=0.05)
     parser.add_argument("--tail-ms", type=float, default=200)
+    parser.add_argument("--http2", action="store_true", help="over TLS, where h2 is spoken")
     measure(parser.parse_args())
 
 
