@@ -22,6 +22,7 @@ from {{ cookiecutter.package_name }}.downstream.hedging import (
     MIN_SAMPLES,
     HedgeDelay,
     Hedging,
+    copy_of,
 )
 from {{ cookiecutter.package_name }}.downstream.httplib import httpx
 from {{ cookiecutter.package_name }}.downstream.instruments import Instruments
@@ -101,6 +102,20 @@ async def test_a_slow_first_attempt_is_hedged_the_hedge_wins_and_the_first_is_ca
     assert downstream.cancelled == [0]
     assert hedge.bulkhead.in_flight == 1  # the hedge's slot is back
     assert hedge.snapshot()["results"] == {"won": 1}
+
+
+def test_a_hedge_sends_the_same_method_url_headers_and_body() -> None:
+    request = httpx.Request(
+        "PUT", "http://downstream.test/items/1", json={"stock": 7}, headers={"x-key": "k"}
+    )
+    request.extensions["timeout"] = {"read": 1.0}
+    copy = copy_of(request)
+    assert (copy.method, copy.url, copy.content) == (request.method, request.url, request.content)
+    assert copy.headers.multi_items() == request.headers.multi_items()
+    copy.headers["x-request-deadline-ms"] = "5"
+    copy.extensions["timeout"] = {"read": 0.5}
+    assert "x-request-deadline-ms" not in request.headers  # each attempt writes its own
+    assert request.extensions["timeout"] == {"read": 1.0}
 
 
 @pytest.mark.anyio
