@@ -130,6 +130,16 @@ class HedgeSettings(Group):
     delay_percentile: float = Field(default=0.0, ge=0, lt=100)
     budget_ratio: float = Field(default=0.05, gt=0, le=0.5)
 
+    @field_validator("delay_percentile")
+    @classmethod
+    def a_tail_percentile(cls, value: float) -> float:
+        if 0 < value < 50:
+            raise ValueError(
+                f"{value:g} would hedge most calls; give a tail percentile such as 95 "
+                "(not 0.95), or 0 for the fixed DELAY"
+            )
+        return value
+
 
 class BreakerSettings(Group):
     """Circuit breaker over a time-based sliding window (Resilience4j semantics)."""
