@@ -77,8 +77,8 @@ class HedgeDelay:
         self.since_sort = 0
 
     def observe(self, seconds: float) -> None:
-        """A first attempt answered in ``seconds`` (a hedged call's first attempt is seen only if
-        it won: the percentile leans low, and the budget bounds what that costs)."""
+        """A first attempt answered in ``seconds``, unhedged (a hedged call is not seen: the
+        percentile leans low, and the budget bounds what that costs)."""
         if not self.percentile:
             return
         self.samples.append(seconds)
