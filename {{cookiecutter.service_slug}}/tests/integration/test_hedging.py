@@ -74,6 +74,23 @@ async def test_slow_answers_are_hedged_within_the_budget(
 
 
 @pytest.mark.anyio
+async def test_a_downstream_slow_as_a_whole_gets_at_most_the_budget_in_hedges(
+    fault: RunningFaultServer,
+) -> None:
+    """Every answer slow: hedging can only add load here, so it stops at the budget (5 %)."""
+    fault.set_fault("items", "tail", tail_rate=1.0, tail_latency_ms=100)
+    ratio = 0.05
+    settings = {**SETTINGS, "hedge": {"enabled": True, "delay": 0.02, "budget_ratio": ratio}}
+    async with one_downstream(fault.base_url, **settings) as catalog:
+        calls = await call_until(catalog, 200)
+        view = catalog.describe()["hedging"]
+    received = fault.stats()["items"]
+    assert view["sent"] <= ratio * calls + BUDGET_BURST, view
+    assert view["skipped"]["budget"] >= calls - view["sent"] - BUDGET_BURST, view
+    assert received <= calls * (1 + ratio) + BUDGET_BURST, (received, view)
+
+
+@pytest.mark.anyio
 async def test_a_thousand_hedged_calls_leave_no_connection_behind(
     any_transport: tuple[RunningFaultServer, Any],
 ) -> None:
