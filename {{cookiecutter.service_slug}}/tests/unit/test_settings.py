@@ -113,6 +113,8 @@ def test_nested_variables_layer_over_defaults(monkeypatch: pytest.MonkeyPatch) -
         (f"{CATALOG}HEADERS__AUTHORIZATION", "changeme", "placeholder secret"),
         (f"{CATALOG}TIMEOUT__READ", "1", f"{CATALOG}TIMEOUT: Extra inputs are not permitted"),
         (f"{CATALOG}CA_BUNDLE", "/nonexistent.pem", f"{CATALOG}CA_BUNDLE"),
+        (f"{CATALOG}HEDGE__DELAY_PERCENTILE", "0.95", f"{CATALOG}HEDGE__DELAY_PERCENTILE: 0.95"),
+        (f"{CATALOG}HEDGE__BUDGET_RATIO", "0.9", f"{CATALOG}HEDGE__BUDGET_RATIO"),
     ],
 )
 def test_bad_values_are_refused_by_name(

@@ -22,6 +22,7 @@ from .cancellation import PoolRepair
 from .config import DownstreamSettings
 from .errors import DownstreamError
 from .failures import budget_spent, for_exception
+from .hedging import Hedging
 from .httplib import httpx
 from .inflight import InFlightCall
 from .instruments import Instruments
@@ -56,6 +57,7 @@ class Attempts:
         instruments: Instruments,
         trace_pool_wait: bool,
         busy: Callable[[], dict[str, Any]],
+        hedging: Hedging | None = None,
     ) -> None:
         self.name = name
         self.client = client
@@ -66,6 +68,7 @@ class Attempts:
         self.repair = repair
         self.instruments = instruments
         self.busy = busy
+        self.hedging = hedging
         self.max_body_bytes = settings.max_body_bytes
         self.timeouts = timeouts = settings.timeouts
         self.full_timeout = httpx.Timeout(
@@ -129,13 +132,21 @@ class Attempts:
     async def send(
         self, request: httpx.Request, deadline: float, call: InFlightCall
     ) -> httpx.Response:
-        """The first attempt inline; tenacity only when its outcome may be retried."""
+        """The first attempt inline (hedged if configured); tenacity only when its outcome may be
+        retried."""
         self.budget.deposit()
         idempotent = is_idempotent(request.method, request.headers)
         traces: list[AttemptTrace] = []
         first: httpx.Response | BaseException
         try:
-            first = await self._attempt(request, deadline, traces, call)
+            if self.hedging is not None and idempotent:
+                first = await self.hedging.first_answer(
+                    lambda attempt: self._attempt(attempt, deadline, traces, call),
+                    request,
+                    deadline,
+                )
+            else:
+                first = await self._attempt(request, deadline, traces, call)
         except (httpx.HTTPError, TimeoutError) as exc:
             if self.retry.error_reason(exc, idempotent=idempotent, traces=traces) is None:
                 raise self.failure(exc) from None

@@ -142,6 +142,14 @@ class Bulkhead:
             self.shed_count += 1
             raise BulkheadFullError(self.name, "wait_timeout", self._retry_after)
 
+    def try_acquire(self) -> bool:
+        """Take a slot only if one is free now and nobody waits (a hedge's slot: extra work must
+        never queue, nor pass a caller already waiting)."""
+        if self._in_flight < self._max_concurrency and not self._waiters:
+            self._in_flight += 1
+            return True
+        return False
+
     def release(self) -> None:
         """Hand the slot to the oldest waiter still waiting, or free it (and, above a lowered
         limit, keep it free)."""

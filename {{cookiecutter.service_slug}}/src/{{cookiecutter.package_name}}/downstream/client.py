@@ -36,6 +36,7 @@ from .decoding import ModelT, json_body, not_the_model
 from .errors import DownstreamTimeout
 from .failures import for_status
 from .health_probe import HealthProbe
+from .hedging import Hedging
 from .httplib import httpx
 from .inflight import InFlightCalls, OpenStreams
 from .instruments import Instruments
@@ -110,6 +111,11 @@ class Downstream:
             name, settings.retry, self.budget, self.retry_tokens, self.instruments
         )
         self.repair = PoolRepair(client, self._pool_repaired)
+        self.hedging = (
+            Hedging(settings.hedge, self.breaker, self.bulkhead, self.instruments)
+            if settings.hedge.enabled
+            else None
+        )
         self.attempts = Attempts(
             name,
             settings,
@@ -122,6 +128,7 @@ class Downstream:
             instruments=self.instruments,
             trace_pool_wait=self.observability.trace_pool_wait,
             busy=self.busy,
+            hedging=self.hedging,
         )
         self.open_streams = OpenStreams()
         self.pool_stats = stats_reader(client)
@@ -301,6 +308,7 @@ class Downstream:
                 "max_tokens": self.retry_tokens.max_tokens,
                 "throttled": self.retry_tokens.throttled_count,
             },
+            "hedging": self.hedging.snapshot() if self.hedging else None,
             "outcomes": dict(self.outcomes),
             "config": self.settings.model_dump(mode="json"),
         }

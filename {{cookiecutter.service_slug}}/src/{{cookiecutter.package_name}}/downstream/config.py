@@ -117,6 +117,30 @@ class RetrySettings(Group):
         return value
 
 
+class HedgeSettings(Group):
+    """A second attempt for a slow idempotent call, first answer wins (hedging.py).
+
+    Off by default: see the README's measurements. DELAY is the wait before the hedge; with
+    DELAY_PERCENTILE (e.g. 95) the wait is that percentile of recent answers instead, DELAY until
+    there are enough of them. At most BUDGET_RATIO of calls are hedged.
+    """
+
+    enabled: bool = False
+    delay: float = Field(default=0.1, gt=0, le=60)
+    delay_percentile: float = Field(default=0.0, ge=0, lt=100)
+    budget_ratio: float = Field(default=0.05, gt=0, le=0.5)
+
+    @field_validator("delay_percentile")
+    @classmethod
+    def a_tail_percentile(cls, value: float) -> float:
+        if 0 < value < 50:
+            raise ValueError(
+                f"{value:g} would hedge most calls; give a tail percentile such as 95 "
+                "(not 0.95), or 0 for the fixed DELAY"
+            )
+        return value
+
+
 class BreakerSettings(Group):
     """Circuit breaker over a time-based sliding window (Resilience4j semantics)."""
 
@@ -166,6 +190,7 @@ class DownstreamSettings(Group):
     bulkhead: BulkheadSettings = BulkheadSettings()
     retry: RetrySettings = RetrySettings()
     breaker: BreakerSettings = BreakerSettings()
+    hedge: HedgeSettings = HedgeSettings()
     tls_verify: bool = True
     ca_bundle: Path | None = None
     headers: dict[str, SecretStr] = Field(default_factory=dict)

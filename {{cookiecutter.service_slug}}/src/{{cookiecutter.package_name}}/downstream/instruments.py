@@ -138,6 +138,14 @@ class Instruments:
         event = "downstream.bulkhead.limit_changed"
         self._throttled(self.limit_throttle, event, level=logging.INFO, **state)
 
+    def hedged(self, result: str) -> None:
+        """A hedge was sent and the race ended: ``won`` (the hedge), ``lost`` or ``failed``."""
+        self.metrics.hedges[result].inc()
+
+    def hedge_skipped(self, reason: str) -> None:
+        """A slow call was not hedged; counted, never logged (it can happen on every call)."""
+        self.metrics.hedges_skipped[reason].inc()
+
     def undrained(self, in_flight: int, oldest_calls: list[dict[str, Any]]) -> None:
         log.warning(
             "downstream.close.undrained",

@@ -94,6 +94,19 @@ ORPHANS_REPAIRED = Counter(
     ["downstream"],
 )
 
+HEDGES = Counter(
+    "downstream_hedges",
+    "Hedged attempts sent, by which answered first (won: the hedge, lost: the first attempt)",
+    ["downstream", "result"],
+)
+HEDGES_SKIPPED = Counter(
+    "downstream_hedges_skipped",
+    "Slow calls not hedged: budget spent, breaker not closed, bulkhead full, deadline too near",
+    ["downstream", "reason"],
+)
+HEDGE_RESULTS = ("won", "lost", "failed")
+HEDGE_SKIP_REASONS = ("budget", "breaker", "bulkhead", "deadline")
+
 
 class DownstreamMetrics:
     """The metric children of one downstream."""
@@ -115,6 +128,10 @@ class DownstreamMetrics:
         self.budget_exhausted = BUDGET_EXHAUSTED.labels(name)
         self.retry_throttled = RETRY_THROTTLED.labels(name)
         self.orphans_repaired = ORPHANS_REPAIRED.labels(name)
+        self.hedges = {result: HEDGES.labels(name, result) for result in HEDGE_RESULTS}
+        self.hedges_skipped = {
+            reason: HEDGES_SKIPPED.labels(name, reason) for reason in HEDGE_SKIP_REASONS
+        }
 
     def transition(self, to_state: str) -> None:
         BREAKER_TRANSITIONS.labels(self.name, to_state).inc()
