@@ -207,11 +207,11 @@ class Telemetry:
         )
 
     async def attempt_started(self, span: Span, request: RequestInfo) -> None:
-        url = request.url
-        if isinstance(url, httpx.URL):  # never the query (it may carry secrets)
-            recorded = getattr(span, "attributes", None) or {}
-            for key in URL_KEYS.intersection(recorded):
-                span.set_attribute(key, str(url.copy_with(query=None, fragment=None)))
+        recorded = getattr(span, "attributes", None) or {}
+        for key in URL_KEYS.intersection(recorded):  # never the query (it may carry secrets)
+            url = str(recorded[key])  # the instrumentation already dropped any user-info
+            if "?" in url:
+                span.set_attribute(key, url.split("?", 1)[0])
         call = context.get_value(CALL_KEY)
         if isinstance(call, DownstreamCall):
             call.attempts += 1

@@ -27,7 +27,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
 from {{ cookiecutter.package_name }}.app import create_app
+from {{ cookiecutter.package_name }}.downstream.config import DownstreamSettings
 from {{ cookiecutter.package_name }}.downstream.httplib import httpx
+from {{ cookiecutter.package_name }}.downstream.registry import open_downstreams
 from {{ cookiecutter.package_name }}.downstreams import declared
 from {{ cookiecutter.package_name }}.settings import load_settings
 from {{ cookiecutter.package_name }}.telemetry import RedactQuery, Telemetry
@@ -144,6 +146,27 @@ def test_every_transport_sends_the_attempt_span_as_traceparent(
     assert attempt.attributes is not None
     version = "2" if transport.get("http2") else "1.1"
     assert attempt.attributes["network.protocol.version"] == version
+
+
+@pytest.mark.anyio
+async def test_no_query_and_no_configured_secret_reaches_a_span(
+    fault: RunningFaultServer, exporter: InMemorySpanExporter
+) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    spans = Telemetry(provider, DEADLINE_HEADER, owns_provider=False)
+    settings = DownstreamSettings.model_validate(
+        {"base_url": fault.base_url, "headers": {"Authorization": "Bearer s3cr3t-header"}}
+    )
+    async with open_downstreams(
+        {"catalog": settings}, deadline_header=DEADLINE_HEADER, drain_seconds=1, spans=spans
+    ) as downstreams:
+        answer = await downstreams["catalog"].get("/items/1", params={"api_key": "s3cr3t"})
+        assert answer.status_code == 200
+    [attempt] = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    assert attempt.attributes is not None
+    assert attempt.attributes["url.full"] == f"{fault.base_url}/items/1"
+    assert "s3cr3t" not in repr(dict(attempt.attributes))
 
 
 def test_a_retried_call_shows_both_attempts_and_the_back_off(
