@@ -42,6 +42,8 @@ from .targets import (
     spawn_downstream,
     spawn_target,
 )
+from .tracing_cost import render as render_tracing
+from .tracing_cost import run_tracing
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 LOAD_GENERATOR = (
@@ -180,6 +182,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where latest.* go")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (logs)")
     parser.add_argument(
+        "--only",
+        choices=["tracing"],
+        help="run one scenario alone: tracing = CPU a request with opentelemetry=no/yes/traced",
+    )
+    parser.add_argument(
         "--render",
         action="store_true",
         help="only rebuild latest.md from latest.json (after editing analysis.md)",
@@ -208,6 +215,13 @@ def main() -> int:
         os.sched_setaffinity(0, pinning.driver)  # the harness itself stays off the server's CPU
     workdir = Path(tempfile.mkdtemp(prefix="pool-bench-"))
     servers: list[Server] = []
+    if args.only == "tracing":
+        with running(servers):
+            tracing = run_tracing(plan, pinning, workdir, servers, args.out, progress)
+        remove_tree(workdir)
+        print(render_tracing(tracing, plan))
+        print(f"wrote {args.out / 'tracing.md'}; {command}")
+        return 0
     try:
         with running(servers):
             result.update(measure(plan, pinning, workdir, servers))

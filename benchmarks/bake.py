@@ -29,9 +29,10 @@ class Bake:
         return self.package.upper() + "_"
 
 
-def bake(output_dir: Path, http_client: str) -> Bake:
-    """The default bake with ``http_client`` chosen, made by the cookiecutter CLI."""
-    target = output_dir / http_client
+def bake(output_dir: Path, http_client: str, **answers: str) -> Bake:
+    """The default bake with ``http_client`` (and any other ``answers``) chosen, made by the
+    cookiecutter CLI."""
+    target = output_dir / "-".join([http_client, *(f"{k}-{v}" for k, v in answers.items())])
     target.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable,
@@ -42,6 +43,7 @@ def bake(output_dir: Path, http_client: str) -> Bake:
         str(target),
         str(TEMPLATE),
         f"http_client={http_client}",
+        *(f"{name}={value}" for name, value in answers.items()),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
     if result.returncode != 0:

@@ -41,6 +41,10 @@ class Target:
     the bake's aiohttp transport."""
     catalog: tuple[tuple[str, str], ...] = ()
     """A service's catalog settings (name after ``DOWNSTREAMS__CATALOG__``, value)."""
+    entry: str = ""
+    """A module that serves the bake instead of its own ``__main__`` (``traced_service``)."""
+    otel: tuple[tuple[str, str], ...] = ()
+    """``OTEL_*`` variables of a service."""
 
 
 SERVICE_HTTPX = Target(
@@ -129,7 +133,11 @@ def spawn_target(
         if target.engine:
             env[f"{p}DOWNSTREAMS__CATALOG__ENGINE"] = target.engine
             env[f"{p}DOWNSTREAMS__PRICING__ENGINE"] = target.engine
+        env.update(target.otel)
         command = [sys.executable, "-m", bake.package]
+        if target.entry:
+            env["PYTHONPATH"] += f"{os.pathsep}{Path(__file__).resolve().parents[1]}"
+            command = [sys.executable, "-m", target.entry, "--package", bake.package]
         probe = "/readyz"
     else:
         env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}

@@ -21,6 +21,11 @@ OPTION_PATHS: dict[str, tuple[str, ...]] = {
         ".github/workflows/docker.yml",
     ),
     "include_k8s": ("deploy", "tests/unit/test_deploy_settings.py"),
+    "opentelemetry": (
+        "src/{{ cookiecutter.package_name }}/telemetry.py",
+        "tests/integration/test_tracing.py",
+        "tests/unit/test_telemetry.py",
+    ),
 }
 
 

@@ -26,6 +26,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "http2": ("yes", "no"),
     "include_docker": ("yes", "no"),
     "include_k8s": ("yes", "no"),
+    "opentelemetry": ("yes", "no"),
 }
 
 # Import names the generated service (or its tests) imports: a package with one of these names
@@ -44,6 +45,7 @@ DEPENDENCY_NAMES = frozenset(
         "httpx2",
         "hypercorn",
         "locust",
+        "opentelemetry",
         "mypy",
         "prometheus_client",
         "pydantic",

@@ -25,10 +25,14 @@ BAKES: dict[str, dict[str, str]] = {
     "python-3.13": {"python_version": "3.13"},
     "docker-only": {"include_k8s": "no"},
     "no-containers": {"include_docker": "no", "include_k8s": "no"},
+    "no-opentelemetry": {"opentelemetry": "no"},
 }
 # Bakes whose Python code differs run the whole generated suite; the others differ only in
 # metadata and optional files, so their slow (real-load) tests would prove nothing new.
+# no-opentelemetry is one of the others: without OTEL_* variables the defaults bake already runs
+# the same untraced pipeline (spans.NO_SPANS) through its slow tests.
 FULL_SUITE = {"defaults", "httpx2", "http1-only"}
+OTEL_IMPORT = re.compile(r"^\s*(import|from)\s+opentelemetry\b", re.M)
 
 
 def option_paths() -> dict[str, tuple[str, ...]]:
@@ -59,6 +63,7 @@ def answers_for(name: str) -> dict[str, str]:
         "python_version": "3.11",
         "include_docker": "yes",
         "include_k8s": "yes",
+        "opentelemetry": "yes",
     }
     return {**defaults, **BAKES[name]}
 
@@ -76,9 +81,30 @@ def test_no_template_syntax_survives(baked: tuple[str, Path]) -> None:
 def test_option_files_follow_the_answers(baked: tuple[str, Path]) -> None:
     name, project = baked
     answers = answers_for(name)
+    package = project.name.replace("-", "_")
     for option, paths in OPTION_FILES.items():
         for relative in paths:
-            assert (project / relative).exists() == (answers[option] == "yes"), relative
+            path = project / relative.replace("{{ cookiecutter.package_name }}", package)
+            assert path.exists() == (answers[option] == "yes"), relative
+
+
+def test_opentelemetry_is_imported_only_when_asked_for(baked: tuple[str, Path]) -> None:
+    """opentelemetry=no: no module of the bake imports it and no dependency names it."""
+    name, project = baked
+    importers = sorted(
+        str(path.relative_to(project))
+        for path in project.rglob("*.py")
+        if OTEL_IMPORT.search(path.read_text())
+    )
+    dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    named = [d for d in dependencies["dependencies"] if d.startswith("opentelemetry")]
+    if answers_for(name)["opentelemetry"] == "yes":
+        package = project.name.replace("-", "_")
+        assert f"src/{package}/telemetry.py" in importers
+        assert named
+    else:
+        assert importers == []
+        assert named == []
 
 
 def test_metadata_follows_the_answers(baked: tuple[str, Path]) -> None:

@@ -137,6 +137,7 @@ def valid_answers(**changes: str) -> dict[str, str]:
         "http2": "yes",
         "include_docker": "yes",
         "include_k8s": "yes",
+        "opentelemetry": "yes",
     }
     assert set(answers) <= set(DEFAULT_ANSWERS)
     return {**answers, **changes}
@@ -148,6 +149,7 @@ def valid_answers(**changes: str) -> dict[str, str]:
         ({"python_version": "2.7"}, "python_version"),
         ({"http_client": "requests"}, "http_client"),
         ({"http2": "maybe"}, "http2"),
+        ({"opentelemetry": "maybe"}, "opentelemetry"),
         ({"service_slug": ""}, "service_slug"),
     ],
 )

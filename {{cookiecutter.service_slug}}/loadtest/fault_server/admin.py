@@ -7,7 +7,8 @@ refuses connections. Routes::
     PUT    /__admin/faults/{target}   target: a path's first segment, or *   body: {"mode": ...}
     DELETE /__admin/faults            everything healthy
     GET    /__admin/stats             {"<target>": n, ..., "total", "in_flight", ...}
-    POST   /__admin/stats/reset       zero the counters
+    POST   /__admin/stats/reset       zero the counters (and forget the traceparents)
+    GET    /__admin/traceparents      {"<target>": "<the last traceparent it received>"}
 
 A target is a request path's first segment: ``items`` for ``/items/1``; in the
 load test each downstream's base path is its name, so ``catalog`` is every call
@@ -86,6 +87,8 @@ class AdminApp:
                 return 200, self._faults.to_json()
             case "GET", "/stats":
                 return 200, self._stats.to_json()
+            case "GET", "/traceparents":
+                return 200, self._stats.traceparents
             case "POST", "/stats/reset":
                 self._stats.reset()
                 return 200, self._stats.to_json()

@@ -67,6 +67,7 @@ class DownstreamApp:
         if scope["type"] != "http":
             return  # no lifespan work; the listener never sends lifespan anyway
         self._stats.count_request(scope["path"])
+        self._stats.saw_traceparent(scope["path"], scope["headers"])
         self._stats.in_flight += 1
         try:
             if await _drain_request(receive):

@@ -54,6 +54,12 @@ class RunningFaultServer:
         assert isinstance(stats, dict)
         return Counter({str(name): int(value) for name, value in stats.items()})
 
+    def traceparents(self) -> dict[str, str]:
+        """The last ``traceparent`` header each target received."""
+        received = self._admin("GET", "/__admin/traceparents")
+        assert isinstance(received, dict)
+        return {str(target): str(value) for target, value in received.items()}
+
     def reset_stats(self) -> None:
         self._admin("POST", "/__admin/stats/reset")
 

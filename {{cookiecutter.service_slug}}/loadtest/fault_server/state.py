@@ -204,18 +204,26 @@ class Stats:
     in_flight: int = 0
     #: Gauge: data-port connections open now.
     open_connections: int = 0
+    #: The last W3C ``traceparent`` each target received (the service's tracing tests read it).
+    traceparents: dict[str, str] = field(default_factory=dict)
 
     def count_request(self, path: str) -> None:
         self.total += 1
         target = first_segment(path)
         self.received[target] = self.received.get(target, 0) + 1
 
+    def saw_traceparent(self, path: str, headers: list[tuple[bytes, bytes]]) -> None:
+        for name, value in headers:
+            if name == b"traceparent":
+                self.traceparents[first_segment(path)] = value.decode("latin-1")
+
     def reset(self) -> None:
         self.received.clear()
+        self.traceparents.clear()
         self.total = self.connections = 0
 
     def to_json(self) -> dict[str, int]:
         """Flat: each target's count, then the counters (which win a clash of names)."""
         counters = asdict(self)
-        del counters["received"]
+        del counters["received"], counters["traceparents"]
         return {**self.received, **counters}

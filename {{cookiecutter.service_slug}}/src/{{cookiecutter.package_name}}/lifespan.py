@@ -61,6 +61,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
         drain_seconds=settings.shutdown_grace_seconds,
         observability=settings.observability,
         transports=app.state.transports,
+        spans=app.state.spans,
     ) as downstreams:
         monitor = PoolMonitor(downstreams.values(), settings.observability)
         monitor.start()
@@ -80,3 +81,4 @@ async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
             mark_worker_stopped()
             if app.state.access_log is not None:
                 app.state.access_log.flush()
+            app.state.spans.shutdown()  # flushes buffered spans (a no-op without tracing)

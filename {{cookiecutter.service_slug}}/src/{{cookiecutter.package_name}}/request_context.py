@@ -4,7 +4,7 @@ Pure ASGI (not ``BaseHTTPMiddleware``) because it runs on every request: it adds
 variables and one response header, and hands the access log its line. The request id comes
 from an inbound ``X-Request-ID`` when it is well formed, otherwise a fresh one; the deadline from
 an inbound deadline header (remaining milliseconds) when present, capped by the service's
-default.
+default. With tracing on, the inbound span's ``trace_id``/``span_id`` are bound too.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,11 +32,13 @@ class RequestContextMiddleware:
         deadline_header: str,
         default_deadline: float,
         access_log: AccessLog | None = None,
+        trace_ids: Callable[[], dict[str, str]] | None = None,
     ) -> None:
         self.app = app
         self.deadline_header = deadline_header.lower().encode("latin-1")
         self.default_deadline = default_deadline
         self.access_log = access_log
+        self.trace_ids = trace_ids
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,6 +60,8 @@ class RequestContextMiddleware:
         deadline_token = start_deadline(budget)
         request_id_text = request_id.decode("ascii")
         structlog.contextvars.bind_contextvars(request_id=request_id_text)
+        if self.trace_ids is not None:  # inside the inbound span: its ids join logs to traces
+            structlog.contextvars.bind_contextvars(**self.trace_ids())
         status = 0  # no response started (the client went away first)
 
         async def send_with_id(message: Message) -> None:
@@ -71,6 +76,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
+            if self.trace_ids is not None:
+                structlog.contextvars.unbind_contextvars("trace_id", "span_id")
             reset_deadline(deadline_token)
             if self.access_log is not None and status:
                 self.access_log.record(

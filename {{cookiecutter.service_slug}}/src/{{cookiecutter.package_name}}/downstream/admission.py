@@ -20,6 +20,7 @@ from .errors import DownstreamError
 from .failures import breaker_refused, shed
 from .inflight import InFlightCall, InFlightCalls
 from .instruments import Instruments
+from .spans import CallSpan
 
 #: Answers that say the downstream is over its capacity: like a timeout, they narrow an adaptive
 #: limit (other failures are no sample: an instant error would look like a fast downstream).
@@ -29,12 +30,15 @@ OVERLOAD_STATUSES = frozenset({429, 503})
 class Ticket:
     """One admitted call: give it a verdict (or abandon it), then release it."""
 
-    __slots__ = ("admission", "call", "probe", "released", "settled")
+    __slots__ = ("admission", "call", "probe", "released", "settled", "span")
 
-    def __init__(self, admission: Admission, call: InFlightCall, probe: int) -> None:
+    def __init__(
+        self, admission: Admission, call: InFlightCall, probe: int, span: CallSpan
+    ) -> None:
         self.admission = admission
         self.call = call
         self.probe = probe  # the breaker's half-open permit, or NOT_A_PROBE
+        self.span = span
         self.settled = False
         self.released = False
 
@@ -48,6 +52,7 @@ class Ticket:
     def settle_error(self, exc: BaseException) -> None:
         """The call raised ``exc``: a downstream's failure counts against it, a 404 for it; a
         cancellation, a refused path or a bug in the caller is no verdict on the downstream."""
+        self.span.failed(exc)
         if isinstance(exc, DownstreamError) and exc.verdict != "none":
             if exc.verdict == "failed":
                 self.failed(exc.reason)
@@ -66,6 +71,7 @@ class Ticket:
             self.released = True
             self.admission.in_flight.finish(self.call)
             self.admission.bulkhead.release()
+            self.span.end()
 
     def _verdict(self, reason: str, *, failed: bool, overloaded: bool = False) -> None:
         if self.settled:
@@ -78,6 +84,7 @@ class Ticket:
         else:
             admission.breaker.record_success(duration, probe=self.probe)
         admission.instruments.outcome(reason, duration)
+        self.span.verdict(reason)
         limit = admission.limit
         if limit is not None and (overloaded or not failed):
             admission.sample(limit, duration if not failed else None)
@@ -107,22 +114,31 @@ class Admission:
 
     async def admit(self, method: str, route: str) -> Ticket:
         """A ticket, or ``DownstreamUnavailable`` (shed, breaker open) before any I/O."""
+        span = self.instruments.spans.call(self.name, method, route)
         try:
             self.breaker.check_refusing()
         except BreakerOpenError as exc:
-            raise self._refused(exc) from None
+            raise self._refused(exc, span) from None
         try:
             await self.bulkhead.acquire()
         except BulkheadFullError as exc:
             self.instruments.outcome("shed")
-            self.instruments.exhausted("bulkhead_" + exc.reason, self.describe_pool)
-            raise shed(self.name, exc) from None
+            cause = "bulkhead_" + exc.reason
+            self.instruments.exhausted(cause, self.describe_pool)
+            error = shed(self.name, exc)
+            span.refused(cause, error)
+            raise error from None
+        except BaseException as exc:  # cancelled while queued for a slot
+            span.failed(exc)
+            span.end()
+            raise
         try:
             probe = self.breaker.acquire()
         except BreakerOpenError as exc:  # it opened while this call waited for its slot
             self.bulkhead.release()
-            raise self._refused(exc) from None
-        return Ticket(self, self.in_flight.start(method, route), probe)
+            raise self._refused(exc, span) from None
+        span.admitted(self.breaker)
+        return Ticket(self, self.in_flight.start(method, route), probe, span)
 
     def sample(self, limit: AdaptiveLimit, rtt: float | None) -> None:
         """Feed the adaptive limit an answer's RTT, or a drop (``None``); resize if it moved."""
@@ -132,6 +148,8 @@ class Admission:
             self.bulkhead.set_limit(moved)
             self.instruments.limit_changed(limit.snapshot())
 
-    def _refused(self, exc: BreakerOpenError) -> DownstreamError:
+    def _refused(self, exc: BreakerOpenError, span: CallSpan) -> DownstreamError:
         self.instruments.outcome("breaker_open")
-        return breaker_refused(self.name, exc)
+        error = breaker_refused(self.name, exc)
+        span.refused("breaker_open", error)
+        return error

@@ -45,6 +45,7 @@ from .pool_internals import stats_reader
 from .request_builder import RequestBuilder
 from .retry import RetryPolicy
 from .retry_tokens import RetryTokens
+from .spans import NO_SPANS, Spans
 from .urls import DEFAULT_PORTS, PathBuilder
 
 ResultT = TypeVar("ResultT")
@@ -76,6 +77,7 @@ class Downstream:
         *,
         deadline_header: str,
         observability: ObservabilitySettings | None = None,
+        spans: Spans = NO_SPANS,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -84,7 +86,7 @@ class Downstream:
         self.observability = observability or ObservabilitySettings()
         self.paths = PathBuilder(name, settings.base_url)
         self.requests = RequestBuilder(client)
-        self.instruments = Instruments(name, self.observability)
+        self.instruments = Instruments(name, self.observability, spans)
         self.bulkhead = Bulkhead(name, settings.bulkhead)
         self.breaker = CircuitBreaker(
             name,

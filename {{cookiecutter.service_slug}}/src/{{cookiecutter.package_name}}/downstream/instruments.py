@@ -20,6 +20,7 @@ from .config import ObservabilitySettings
 from .httplib import httpx
 from .inflight import InFlightCall, OpenStream
 from .metrics import DownstreamMetrics
+from .spans import NO_SPANS, Spans
 from .throttle import Throttle
 from .tracing import AttemptTrace
 
@@ -29,8 +30,11 @@ log = structlog.get_logger("downstream")
 class Instruments:
     """Counts, metrics and events of one downstream."""
 
-    def __init__(self, name: str, observability: ObservabilitySettings) -> None:
+    def __init__(
+        self, name: str, observability: ObservabilitySettings, spans: Spans = NO_SPANS
+    ) -> None:
         self.name = name
+        self.spans = spans
         self.metrics = DownstreamMetrics(name)
         self.outcomes: Counter[str] = Counter()
         self.orphans_repaired = 0
@@ -107,6 +111,7 @@ class Instruments:
     def retried(self, reason: str, attempt: int, delay: float) -> None:
         """A retry is about to sleep: counted always, logged at most once per interval."""
         self.metrics.retry(reason)
+        self.spans.retry(reason, attempt, delay)
         fields = {"attempt": attempt, "reason": reason, "delay": round(delay, 4)}
         self._throttled(self.retry_throttle, "downstream.retry", level=logging.INFO, **fields)
 

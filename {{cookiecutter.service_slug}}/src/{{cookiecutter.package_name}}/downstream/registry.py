@@ -25,6 +25,7 @@ from .aiohttp_transport import AiohttpTransport
 from .client import Downstream
 from .config import DownstreamSettings, ObservabilitySettings
 from .httplib import httpx
+from .spans import NO_SPANS, Spans
 
 # Implicit aliases: valid on every supported Python (3.12's `type` statement is not on 3.11).
 Downstreams = Mapping[str, Downstream]
@@ -83,8 +84,10 @@ async def open_downstreams(
     drain_seconds: float,
     observability: ObservabilitySettings | None = None,
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    spans: Spans = NO_SPANS,
 ) -> AsyncIterator[Downstreams]:
-    """One ``Downstream`` per config; ``transports`` swaps a named one's network for a fake."""
+    """One ``Downstream`` per config; ``transports`` swaps a named one's network for a fake;
+    ``spans`` traces each call and has each client's attempts traced."""
     transports = transports or {}
     contexts: dict[TlsKey, ssl.SSLContext] = {}
     downstreams: dict[str, Downstream] = {}
@@ -93,8 +96,14 @@ async def open_downstreams(
         if key not in contexts:
             contexts[key] = build_ssl_context(settings.ca_bundle, settings.tls_verify)
         client = build_client(settings, contexts[key], transports.get(name))
+        spans.instrument_client(client)
         downstreams[name] = Downstream(
-            name, settings, client, deadline_header=deadline_header, observability=observability
+            name,
+            settings,
+            client,
+            deadline_header=deadline_header,
+            observability=observability,
+            spans=spans,
         )
     try:
         yield downstreams
