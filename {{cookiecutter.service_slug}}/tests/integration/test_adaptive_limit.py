@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from {{ cookiecutter.package_name }}.downstream.client import Downstream
+from {{ cookiecutter.package_name }}.downstream.views import describe
 
 from loadtest.fault_server.harness import RunningFaultServer
 from tests.integration.conftest import one_downstream
@@ -66,7 +67,7 @@ async def test_the_bulkhead_follows_the_downstreams_capacity_down_and_back_up(
         narrowed = await load(catalog, 6.0)
         fault.set_fault("items", "degrade", capacity=WIDTH, latency_ms=LATENCY_MS)  # it is back
         widened = await load(catalog, 4.0)
-        view = catalog.describe()["bulkhead"]
+        view = describe(catalog)["bulkhead"]
         assert catalog.bulkhead.in_flight == 0
     assert CAPACITY // 2 <= median(narrowed) <= 2 * CAPACITY, (narrowed, widened)
     assert median(widened) >= 3 * WIDTH // 4, (narrowed, widened)

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.downstream.errors import DownstreamBadBody
 from {{ cookiecutter.package_name }}.downstream.httplib import httpx
+from {{ cookiecutter.package_name }}.downstream.views import snapshot
 from {{ cookiecutter.package_name }}.settings import load_settings
 
 from loadtest.fault_server.harness import RunningFaultServer
@@ -67,7 +68,7 @@ def test_a_broken_protocol_is_a_502_and_strands_nothing(
         catalog = app.state.downstreams["catalog"]
         assert catalog.outcomes["bad_gateway"] == CALLS
         assert catalog.bulkhead.in_flight == 0
-        assert catalog.snapshot()["pool"]["active"] == 0
+        assert snapshot(catalog)["pool"]["active"] == 0
         fault.clear_faults()
         assert statuses_and_reasons(url, "/items/1") == [(200, None)] * CALLS
     assert set(answers) == {(502, "bad_gateway")}

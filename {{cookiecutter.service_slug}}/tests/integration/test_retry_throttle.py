@@ -7,6 +7,7 @@ import pytest
 
 from {{ cookiecutter.package_name }}.downstream.client import Downstream
 from {{ cookiecutter.package_name }}.downstream.errors import DownstreamError
+from {{ cookiecutter.package_name }}.downstream.views import describe
 
 from loadtest.fault_server.harness import RunningFaultServer
 from tests.integration.conftest import one_downstream
@@ -42,7 +43,7 @@ async def test_a_dead_downstream_gets_no_retries_once_its_tokens_run_low(
     retry = {"throttle_max_tokens": max_tokens, **QUICK}
     async with one_downstream(fault.base_url, retry=retry, breaker=NO_BREAKER) as catalog:
         await fail_every_call(catalog, CALLS)
-        view = catalog.describe()["retry_throttle"]
+        view = describe(catalog)["retry_throttle"]
     assert fault.stats()["items"] == received
     assert view["throttled"] == (CALLS - 1 if max_tokens else 0)
 

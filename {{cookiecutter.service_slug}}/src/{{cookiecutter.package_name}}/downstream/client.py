@@ -18,11 +18,12 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import asdict
+from functools import partial
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from . import views
 from .admission import Admission, Ticket
 from .attempts import Attempts
 from .breaker import BreakerState, CircuitBreaker, is_failure_status
@@ -104,6 +105,8 @@ class Downstream:
             if breaker.probe_path
             else None
         )
+        # Who holds the pool, for the exhaustion event.
+        self.busy: Callable[[], dict[str, Any]] = partial(views.busy, self)
         self.admission = Admission(
             name, self.breaker, self.bulkhead, self.instruments, self.busy, adaptive_limit(settings)
         )
@@ -251,70 +254,6 @@ class Downstream:
         finally:
             self.open_streams.close(opened)
 
-    def busy(self) -> dict[str, Any]:
-        """The snapshot and the oldest calls: who holds the pool, for the exhaustion event."""
-        return {"oldest_calls": self.in_flight.oldest(), **self.snapshot()}
-
-    def snapshot(self) -> dict[str, Any]:
-        """Pool, bulkhead and utilisation now (for logs, the monitor and the debug view)."""
-        stats = self.pool_stats()
-        in_flight = self.bulkhead.in_flight
-        utilisation = max(
-            in_flight / self.bulkhead.limit,
-            (stats.active + stats.connecting) / self.settings.limits.max_connections,
-        )
-        return {
-            "pool": {
-                "connecting": stats.connecting,
-                "active": stats.active,
-                "idle": stats.idle,
-                "http2": stats.http2,
-                "requests_active": stats.requests_active,
-                "requests_queued": stats.requests_queued,
-                "max_connections": self.settings.limits.max_connections,
-            },
-            "in_flight": in_flight,
-            "queued": self.bulkhead.queued,
-            "limit": self.bulkhead.limit,
-            "utilisation": round(utilisation, 3),
-        }
-
-    def update_gauges(self) -> None:
-        """Refresh the pool gauges (the monitor calls this once a tick)."""
-        stats = self.pool_stats()
-        self.metrics.pool(stats, self.bulkhead.in_flight, self.bulkhead.queued)
-
-    def describe(self) -> dict[str, Any]:
-        """Everything ``/debug/downstreams`` shows for this downstream; secrets masked."""
-        adaptive = self.admission.limit
-        return {
-            **self.busy(),
-            "bulkhead": {
-                "limit": self.bulkhead.limit,
-                "in_flight": self.bulkhead.in_flight,
-                "queued": self.bulkhead.queued,
-                "shed": self.bulkhead.shed_count,
-                "adaptive": adaptive.snapshot() if adaptive else None,
-            },
-            "open_streams": len(self.open_streams.streams),
-            "leaked_responses": self.open_streams.leaks_reported,
-            "orphans_repaired": self.orphans_repaired,
-            "breaker": asdict(self.breaker.snapshot()),
-            "retry_budget": {
-                "balance": self.budget.balance(),
-                "exhausted": self.budget.exhausted_count,
-                "retries_by_reason": dict(self.retry.retries_by_reason),
-            },
-            "retry_throttle": {
-                "tokens": round(self.retry_tokens.tokens, 2),
-                "max_tokens": self.retry_tokens.max_tokens,
-                "throttled": self.retry_tokens.throttled_count,
-            },
-            "hedging": self.hedging.snapshot() if self.hedging else None,
-            "outcomes": dict(self.outcomes),
-            "config": self.settings.model_dump(mode="json"),
-        }
-
     async def aclose(self, drain_seconds: float) -> None:
         """Wait (bounded) for calls in flight to finish, then close the pool."""
         if self.health_probe is not None:
@@ -384,4 +323,4 @@ class Downstream:
         return request
 
     def _pool_repaired(self, cause: str) -> None:
-        self.instruments.repaired(cause, lambda: self.snapshot()["pool"])
+        self.instruments.repaired(cause, lambda: views.snapshot(self)["pool"])

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 import structlog
 
+from . import views
 from .client import Downstream
 from .config import ObservabilitySettings
 
@@ -48,8 +49,8 @@ class PoolMonitor:
                     log.exception("downstream.pool.monitor_failed", downstream=downstream.name)
 
     async def tick(self, downstream: Downstream) -> None:
-        downstream.update_gauges()
-        snapshot = downstream.snapshot()
+        views.update_gauges(downstream)
+        snapshot = views.snapshot(downstream)
         name = downstream.name
         utilisation = float(snapshot["utilisation"])
         state = (snapshot["pool"], snapshot["in_flight"], snapshot["queued"])

@@ -6,9 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from ..downstream.views import describe
+
 router = APIRouter(tags=["debug"])
 
 
 @router.get("/debug/downstreams")
 async def debug_downstreams(request: Request) -> dict[str, Any]:
-    return {name: d.describe() for name, d in request.state.downstreams.items()}
+    return {name: describe(d) for name, d in request.state.downstreams.items()}
