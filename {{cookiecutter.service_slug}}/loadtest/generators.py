@@ -26,6 +26,7 @@ DEMAND_REPORT_S: Final = 2.0
 DEMAND_MESSAGE: Final = "loadtest_cpu_demand"
 LOCAL: Final = "local"
 SCHEDSTAT: Final = "/proc/self/schedstat"
+Counters = tuple[float, int, int]
 
 
 def cpu_demand_ns() -> tuple[int, int] | None:
@@ -46,7 +47,9 @@ def report_cpu_demand(runner: WorkerRunner) -> None:
             counters = cpu_demand_ns()
             if counters is None:
                 return
-            runner.send_message(DEMAND_MESSAGE, {"t": time.time(), "ns": sum(counters)})
+            on_cpu, waiting = counters
+            message = {"t": time.time(), "ns": on_cpu + waiting, "cpu_ns": on_cpu}
+            runner.send_message(DEMAND_MESSAGE, message)
             gevent.sleep(DEMAND_REPORT_S)
 
     gevent.spawn(report)
@@ -58,8 +61,9 @@ class GeneratorMonitor:
         self.requests: dict[str, int] = {}
         self.peak_cpu: dict[str, float] = {}
         self.missing: set[str] = set()
-        #: Per worker: the first and the latest (time, ns of CPU demand) it reported.
-        self.demand: dict[str, tuple[tuple[float, int], tuple[float, int]]] = {}
+        #: Per worker: the first and the latest (time, ns of CPU demand, ns on a CPU) it sent.
+        self.demand: dict[str, tuple[Counters, Counters]] = {}
+        self._local_start = cpu_demand_ns()  # a single local runner: this process
         self.started: float | None = None
         self.judging = False  # workers leave when the run ends: only judge while it runs
         self._greenlet: Any = None
@@ -92,7 +96,11 @@ class GeneratorMonitor:
         seconds = 0.0 if self.started is None else time.time() - self.started
         if not self.distributed:
             requests = self.environment.stats.total.num_requests
-            return [WorkerLoad(LOCAL, requests, seconds, self.peak_cpu.get(LOCAL))]
+            start, end = self._local_start, cpu_demand_ns()
+            cpu_s = None if start is None or end is None else (end[0] - start[0]) / 1e9
+            return [
+                WorkerLoad(LOCAL, requests, seconds, self.peak_cpu.get(LOCAL), cpu_seconds=cpu_s)
+            ]
         return [
             WorkerLoad(
                 worker,
@@ -101,6 +109,7 @@ class GeneratorMonitor:
                 self.peak_cpu.get(worker),
                 worker in self.missing,
                 self._mean_demand(worker),
+                self._cpu_seconds(worker),
             )
             for worker in sorted(set(self.requests) | set(self.peak_cpu) | self.missing)
         ]
@@ -108,7 +117,7 @@ class GeneratorMonitor:
     def _on_demand(self, environment: Environment, msg: Any, **kwargs: Any) -> None:
         if not self.judging:
             return
-        now = (float(msg.data["t"]), int(msg.data["ns"]))
+        now = (float(msg.data["t"]), int(msg.data["ns"]), int(msg.data["cpu_ns"]))
         first = self.demand.get(msg.node_id, (now, now))[0]
         self.demand[msg.node_id] = (first, now)
 
@@ -116,8 +125,14 @@ class GeneratorMonitor:
         """Percent of one CPU the worker needed over the run (used + waited for)."""
         if worker not in self.demand:
             return None
-        (t0, ns0), (t1, ns1) = self.demand[worker]
+        (t0, ns0, _), (t1, ns1, _) = self.demand[worker]
         return None if t1 <= t0 else 100.0 * (ns1 - ns0) / 1e9 / (t1 - t0)
+
+    def _cpu_seconds(self, worker: str) -> float | None:
+        if worker not in self.demand:
+            return None
+        (_, _, cpu0), (_, _, cpu1) = self.demand[worker]
+        return (cpu1 - cpu0) / 1e9 if cpu1 > cpu0 else None
 
     def _on_report(self, client_id: str, data: dict[str, Any], **kwargs: Any) -> None:
         total = (data.get("stats_total") or {}).get("num_requests", 0)

@@ -34,10 +34,20 @@ class WorkerLoad:
     #: Mean percent of a CPU it needed over the run: on one plus waiting for one (a starved
     #: worker uses little CPU because it gets little). None: not measured (single runner).
     cpu_demand: float | None = None
+    #: CPU time it used while judged: what a request costs it, so what one worker can drive.
+    cpu_seconds: float | None = None
 
     @property
     def requests_per_second(self) -> float:
         return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def capacity_per_second(self) -> float | None:
+        """Requests a second this generator would drive at the CPU limit, at this run's cost
+        a request (from the CPU it used, not the traffic the profile asked of it)."""
+        if not self.cpu_seconds or self.requests <= 0:
+            return None
+        return self.requests / self.cpu_seconds * CPU_LIMIT_PERCENT / 100
 
     def problem(self) -> str | None:
         """Why this generator invalidates the run, or None."""
@@ -80,7 +90,11 @@ def document_fields(
             "expected": expected,
             "cpu_limit_percent": CPU_LIMIT_PERCENT,
             "workers": [
-                {**asdict(load), "requests_per_second": round(load.requests_per_second, 1)}
+                {
+                    **asdict(load),
+                    "requests_per_second": round(load.requests_per_second, 1),
+                    "capacity_per_second": _rounded(load.capacity_per_second),
+                }
                 for load in loads
             ],
             "problems": found,
@@ -88,8 +102,20 @@ def document_fields(
     }
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
 def format_generators(loads: Iterable[WorkerLoad]) -> str:
-    header = ("load generator", "requests", "requests/s", "peak CPU", "CPU demand", "result")
+    header = (
+        "load generator",
+        "requests",
+        "requests/s",
+        "peak CPU",
+        "CPU demand",
+        f"requests/s at {CPU_LIMIT_PERCENT:.0f} % CPU",
+        "result",
+    )
     rows = [
         (
             load.worker,
@@ -97,6 +123,7 @@ def format_generators(loads: Iterable[WorkerLoad]) -> str:
             f"{load.requests_per_second:.1f}",
             "-" if load.peak_cpu is None else f"{load.peak_cpu:.0f} %",
             "-" if load.cpu_demand is None else f"{load.cpu_demand:.0f} %",
+            "-" if load.capacity_per_second is None else f"{load.capacity_per_second:.0f}",
             load.problem() or "ok",
         )
         for load in loads

@@ -63,3 +63,10 @@ def test_a_starved_worker_is_invalid_though_it_uses_little_cpu() -> None:
     fields = document_fields([worker("a"), starved], 2, slos_passed=True)
     assert fields["verdict"] == INVALID
     assert fields["generators"]["problems"] == ["b: CPU demand 97 % > 90 % (starved)"]
+
+
+def test_the_report_says_what_one_worker_could_drive_at_the_cpu_limit() -> None:
+    load = WorkerLoad("a", requests=6000, seconds=60.0, peak_cpu=30.0, cpu_seconds=12.0)
+    assert load.capacity_per_second == 450.0  # 500 requests a CPU-second, at 90 %
+    assert "450" in format_generators([load])
+    assert WorkerLoad("b", 0, 60.0, 30.0).capacity_per_second is None
