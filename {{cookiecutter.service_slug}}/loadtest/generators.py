@@ -17,7 +17,13 @@ from typing import Any, Final
 
 import gevent
 from locust.env import Environment
-from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
+from locust.runners import (
+    STATE_MISSING,
+    STATE_RUNNING,
+    STATE_SPAWNING,
+    MasterRunner,
+    WorkerRunner,
+)
 
 from loadtest.saturation import WorkerLoad
 
@@ -148,6 +154,8 @@ class GeneratorMonitor:
             if not isinstance(runner, MasterRunner):
                 self._peak(LOCAL, runner.current_cpu_usage)
                 continue
+            if runner.state not in (STATE_RUNNING, STATE_SPAWNING):
+                continue  # stopping: workers quit now, and that is not going missing
             present = set()
             for client in runner.clients.values():
                 present.add(client.id)
