@@ -44,8 +44,9 @@ class WorkerLoad:
     @property
     def capacity_per_second(self) -> float | None:
         """Requests a second this generator would drive at the CPU limit, at this run's cost
-        a request (from the CPU it used, not the traffic the profile asked of it)."""
-        if not self.cpu_seconds or self.requests <= 0:
+        a request (from the CPU it used, not the traffic the profile asked of it). None for a
+        generator that invalidates the run: its counters cover different stretches of it."""
+        if not self.cpu_seconds or self.requests <= 0 or self.problem() is not None:
             return None
         return self.requests / self.cpu_seconds * CPU_LIMIT_PERCENT / 100
 

@@ -70,3 +70,5 @@ def test_the_report_says_what_one_worker_could_drive_at_the_cpu_limit() -> None:
     assert load.capacity_per_second == 450.0  # 500 requests a CPU-second, at 90 %
     assert "450" in format_generators([load])
     assert WorkerLoad("b", 0, 60.0, 30.0).capacity_per_second is None
+    starved = WorkerLoad("c", 3000, 60.0, 2.0, missing=True, cpu_demand=95.0, cpu_seconds=1.0)
+    assert starved.capacity_per_second is None
