@@ -20,7 +20,7 @@ from tests.conftest import BIN, bake_project, run
 from tests.test_loadtest import explain, only_run_folder, run_quick_loadtest
 
 pytestmark = pytest.mark.loadtest
-STEP_FILE = re.compile(r"`((?:src|tests)/[^`]+\.py|deploy/k8s/downstreams\.env)`")
+STEP_FILE = re.compile(r"`((?:src|tests)/[^`]+\.py|deploy/k8s/base/downstreams\.env)`")
 CODE_BLOCK = re.compile(r"```(?:python|dotenv)\n(.*?)\n\s*```", re.DOTALL)
 
 
@@ -60,7 +60,7 @@ def test_adding_inventory_by_the_readme_is_three_files_and_is_load_tested(
         f"src/{package}/downstreams.py",
         f"src/{package}/routes/stock.py",
         "tests/routes/test_stock.py",
-        "deploy/k8s/downstreams.env",
+        "deploy/k8s/base/downstreams.env",
     ]
     run([str(BIN / "ruff"), "check", "."], project)
     run([str(BIN / "ruff"), "format", "--check", "."], project)

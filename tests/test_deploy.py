@@ -20,6 +20,7 @@ from tests.conftest import BIN, bake_project, run
 # The oldest Kubernetes the manifests promise to work with (docs/deployment.md), and the newest.
 KUBERNETES_VERSIONS = ("1.29", kubernetes_validate.latest_version())
 MANIFESTS = ("deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml")
+BASE = Path("deploy", "k8s", "base")  # the service's own manifests; `deploy/k8s` includes them
 PREFIX = "POOL_SERVICE_"  # the default bake's settings prefix
 # Asserts in the generated code narrow types for mypy and never guard input (ruff's S101 is
 # off in the generated project for the same reason); every other bandit test stays on.
@@ -42,7 +43,7 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def container(project: Path) -> dict[str, Any]:
-    deployment = load(project / "deploy" / "k8s" / "deployment.yaml")
+    deployment = load(project / BASE / "deployment.yaml")
     found: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
     return found
 
@@ -56,7 +57,7 @@ def environment(project: Path) -> dict[str, str]:
 def test_manifest_validates_against_kubernetes_schema(
     project: Path, manifest: str, version: str
 ) -> None:
-    documents = list(yaml.safe_load_all((project / "deploy" / "k8s" / manifest).read_text()))
+    documents = list(yaml.safe_load_all((project / BASE / manifest).read_text()))
     assert documents
     for document in documents:
         # strict: an unknown field (a typo such as readOnlyRootFileSystem) fails too
@@ -64,7 +65,7 @@ def test_manifest_validates_against_kubernetes_schema(
 
 
 def test_kustomization_applies_every_manifest(project: Path) -> None:
-    k8s = project / "deploy" / "k8s"
+    k8s = project / BASE
     kustomization = load(k8s / "kustomization.yaml")
     assert sorted(kustomization["resources"]) == sorted(MANIFESTS)
     assert sorted(p.name for p in k8s.glob("*.yaml")) == sorted([*MANIFESTS, "kustomization.yaml"])
@@ -72,7 +73,7 @@ def test_kustomization_applies_every_manifest(project: Path) -> None:
 
 
 def test_service_pdb_and_hpa_target_the_deployment(project: Path) -> None:
-    k8s = project / "deploy" / "k8s"
+    k8s = project / BASE
     deployment = load(k8s / "deployment.yaml")
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert deployment["spec"]["selector"]["matchLabels"] == pod_labels
@@ -94,7 +95,7 @@ def test_probes_use_the_service_health_routes(project: Path) -> None:
 
 def test_termination_grace_outlasts_the_whole_drain(project: Path) -> None:
     """preStop pause, then in-flight requests, then the downstream clients, each up to the grace."""
-    pod = load(project / "deploy" / "k8s" / "deployment.yaml")["spec"]["template"]["spec"]
+    pod = load(project / BASE / "deployment.yaml")["spec"]["template"]["spec"]
     pre_stop = container(project)["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep"
     drain = int(environment(project)[f"{PREFIX}SHUTDOWN_GRACE_SECONDS"])
@@ -107,7 +108,7 @@ def test_pod_runs_the_image_as_built(project: Path) -> None:
     user = re.search(r"^USER (\d+):(\d+)$", dockerfile, re.MULTILINE)
     exposed = re.search(r"^EXPOSE (\d+)$", dockerfile, re.MULTILINE)
     assert user is not None and exposed is not None
-    pod = load(project / "deploy" / "k8s" / "deployment.yaml")["spec"]["template"]["spec"]
+    pod = load(project / BASE / "deployment.yaml")["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == int(user[1])
     spec = container(project)

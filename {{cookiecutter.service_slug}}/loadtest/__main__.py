@@ -36,7 +36,7 @@ from types import FrameType, ModuleType
 from typing import Final
 from urllib.parse import urlsplit
 
-from loadtest import probes, processes, report
+from loadtest import probes, processes, report, saturation
 from loadtest.discovery import DiscoveryError, find_package
 from loadtest.gate import format_table, read_verdicts
 from loadtest.processes import Child
@@ -190,6 +190,14 @@ def finish(run_dir: Path, outcome: Outcome, seconds: float) -> int:
         print(f"loadtest: the {child.name} exited during the run; see {child.log_path}")
     if outcome.interrupted:
         return 130
+    result, loads, problems = saturation.read_outcome(verdict_path)
+    if loads:
+        print(f"\n{saturation.format_generators(loads)}")
+    if result == saturation.INVALID:
+        print("loadtest: INVALID, the load generators did not deliver (no verdict):")
+        for line in problems:
+            print(f"  - {line}")
+        return saturation.EXIT_STATUS[saturation.INVALID]
     if ok and outcome.locust_status == 0 and not outcome.died:
         print("loadtest: PASS, every SLO held")
         return 0

@@ -12,7 +12,8 @@ Settings come from the environment (only the master needs them):
 so the HTTP/2 phases run), ``LOADTEST_FAULT_ADMIN`` (the fault server's admin URL),
 ``LOADTEST_REPORT_DIR`` (where verdict.json goes), ``LOADTEST_SERVICE_PID`` (for RSS and fds;
 without it they are read from the service's /metrics), ``LOADTEST_LIMITS`` (JSON overrides),
-``LOADTEST_STOP_FILE`` (created by the runner to end the run early).
+``LOADTEST_STOP_FILE`` (created by the runner to end the run early), ``LOADTEST_UNJUDGED`` (SLO
+checks this run cannot judge, see ``cluster``).
 
 Only the master (or the single local runner) runs ``tick()``, switches faults and judges: the
 fault switch and the snapshots run in a greenlet so ``tick()`` never blocks, and workers learn
@@ -36,8 +37,9 @@ from locust import FastHttpUser, LoadTestShape, User, between, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtest import probes
+from loadtest import probes, saturation
 from loadtest.client_timeline import Totals, per_second
+from loadtest.cluster import unjudged
 from loadtest.gate import (
     RequestRow,
     RunData,
@@ -49,6 +51,7 @@ from loadtest.gate import (
     verdict_document,
     write_verdict,
 )
+from loadtest.generators import GeneratorMonitor, report_cpu_demand
 from loadtest.naming import (
     BREAKER_OPEN,
     HEALTHZ,
@@ -77,10 +80,13 @@ CLIENT_SAMPLE_S: Final = 1.0
 #: Workers report every 3 s: a line waits for new counts, but at most this long.
 CLIENT_LINE_MAX_S: Final = 5.0
 
-PROFILE: Final = make_profile(
-    os.environ.get("LOADTEST_PROFILE", "default"),
-    parse_limit_overrides(os.environ.get("LOADTEST_LIMITS")),
-    http2=os.environ.get("LOADTEST_HTTP2") == "1",
+PROFILE: Final = unjudged(
+    make_profile(
+        os.environ.get("LOADTEST_PROFILE", "default"),
+        parse_limit_overrides(os.environ.get("LOADTEST_LIMITS")),
+        http2=os.environ.get("LOADTEST_HTTP2") == "1",
+    ),
+    os.environ.get("LOADTEST_UNJUDGED"),
 )
 FAULT_ADMIN: Final = os.environ.get("LOADTEST_FAULT_ADMIN")
 REPORT_DIR: Final = Path(os.environ.get("LOADTEST_REPORT_DIR", "loadtest/reports/manual"))
@@ -284,6 +290,7 @@ class ClientRecorder:
 
 
 recorder: Any = None  # the ClientRecorder greenlet
+monitor: GeneratorMonitor | None = None  # master side: what each load generator delivered
 
 
 class PhaseShape(LoadTestShape):
@@ -300,6 +307,8 @@ class PhaseShape(LoadTestShape):
             return None
         if controller.current is not phase:
             assert self.runner is not None
+            if monitor is not None:
+                monitor.start()
             controller.enter(phase, self.runner.environment)
         user_class: type[User] = ImpatientUser if phase.impatient else ServiceUser
         return phase.users, SPAWN_RATE, [user_class]
@@ -316,7 +325,7 @@ def _on_phase_message(environment: Environment, msg: Any, **kwargs: Any) -> None
 
 @events.init.add_listener  # type: ignore[untyped-decorator]  # locust's EventHook is untyped
 def _on_init(environment: Environment, **kwargs: Any) -> None:
-    global controller, recorder
+    global controller, recorder, monitor
     # A latency measured here includes this process's own pauses: unfrozen, its full garbage
     # collections took 105-119 ms in the quick profile, reported as the service's p99.
     gc.freeze()
@@ -325,10 +334,13 @@ def _on_init(environment: Environment, **kwargs: Any) -> None:
         return
     if not isinstance(runner, MasterRunner):  # this process runs users
         runner.register_message(PHASE_MESSAGE, _on_phase_message)
+    if isinstance(runner, WorkerRunner):
+        report_cpu_demand(runner)
     if not isinstance(runner, WorkerRunner):
         controller = PhaseController(str(environment.host or "").rstrip("/"))
         timeline = REPORT_DIR / "client_timeline.jsonl"
         recorder = gevent.spawn(ClientRecorder(environment, timeline).run)
+        monitor = GeneratorMonitor(environment)
 
 
 @events.quitting.add_listener  # type: ignore[untyped-decorator]
@@ -337,6 +349,7 @@ def _gate(environment: Environment, **kwargs: Any) -> None:
         return  # workers hold no aggregated stats: only the master judges
     if recorder is not None:
         recorder.kill(block=False)
+    loads = monitor.stop() if monitor is not None else []
     controller.close()
     grace = PROFILE.service.deadline_s + PROFILE.limits.drain_grace_s
     final = controller.drained_snapshot(grace) if controller.ended else None
@@ -347,7 +360,13 @@ def _gate(environment: Environment, **kwargs: Any) -> None:
     data = RunData(rows, controller.windows, final, completed=controller.ended)
     verdicts = evaluate(PROFILE, data)
     document = verdict_document(PROFILE, verdicts, data, controller.starts)
-    write_verdict(REPORT_DIR / "verdict.json", document)
     ok = passed(verdicts)
+    expected = monitor.expected() if monitor is not None else 1
+    document.update(saturation.document_fields(loads, expected, ok))
+    document["passed"] = document["verdict"] == saturation.PASS
+    write_verdict(REPORT_DIR / "verdict.json", document)
     log.info("SLO verdict (%s):\n%s", "pass" if ok else "FAIL", format_table(verdicts))
-    environment.process_exit_code = 0 if ok else 1
+    log.info("load generators:\n%s", saturation.format_generators(loads))
+    for problem in document["generators"]["problems"]:
+        log.error("run INVALID, the load generators did not deliver: %s", problem)
+    environment.process_exit_code = saturation.EXIT_STATUS[document["verdict"]]

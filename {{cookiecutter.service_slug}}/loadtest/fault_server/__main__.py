@@ -3,7 +3,8 @@
     python -m loadtest.fault_server --host 127.0.0.1 --port 8001 --admin-port 8011 \\
         [--tls --ca-out PATH] [--goaway-after N]
 
-Loopback only: it is a test fixture with an unauthenticated admin API.
+Loopback only (it is a test fixture with an unauthenticated admin API), unless
+``--any-address``: in the load-test pod, where a NetworkPolicy keeps it inside its namespace.
 """
 
 from __future__ import annotations
@@ -51,9 +52,16 @@ def _parse(argv: Sequence[str] | None) -> ServerOptions:
         help="recycle every data connection after N requests (HTTP/2: GOAWAY); "
         "stays in force when faults are cleared",
     )
+    parser.add_argument(
+        "--any-address",
+        action="store_true",
+        help="allow a non-loopback --host: only in a load-test pod, whose NetworkPolicy keeps "
+        "the unauthenticated admin API inside its namespace (deploy/k8s/loadtest)",
+    )
     args = parser.parse_args(argv)
     try:
-        require_loopback(args.host)
+        if not args.any_address:
+            require_loopback(args.host)
     except ValueError as error:
         parser.error(str(error))
     if args.port == args.admin_port != 0:
@@ -67,6 +75,7 @@ def _parse(argv: Sequence[str] | None) -> ServerOptions:
         tls=args.tls,
         ca_path=args.ca_out,
         goaway_after=args.goaway_after,
+        any_address=args.any_address,
     )
 
 

@@ -43,6 +43,9 @@ class ServerOptions:
     goaway_after: int | None = None
     #: On shutdown, how long in-flight requests get before being cut off.
     shutdown_grace_s: float = 1.0
+    #: Allow a non-loopback ``host``: only inside a load-test pod, whose NetworkPolicy keeps the
+    #: unauthenticated admin API inside its namespace (deploy/k8s/loadtest).
+    any_address: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,8 @@ async def serve(
     on_ready: Callable[[ServerUrls], None] | None = None,
 ) -> None:
     """Run until ``shutdown_trigger`` returns (the same contract as hypercorn's)."""
-    require_loopback(options.host)
+    if not options.any_address:
+        require_loopback(options.host)
     ssl_context = None
     if options.tls:
         if options.ca_path is None:

@@ -1,5 +1,5 @@
-"""The Kubernetes manifests start the service: ``deploy/k8s/downstreams.env`` configures every
-declared downstream, as start-up checks it in production."""
+"""The Kubernetes manifests start the service: ``deploy/k8s/base/downstreams.env`` configures
+every declared downstream, as start-up checks it in production."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from {{ cookiecutter.package_name }}.settings import (
     resolve_downstreams,
 )
 
-DOWNSTREAMS_ENV = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "downstreams.env"
+DOWNSTREAMS_ENV = (
+    Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base" / "downstreams.env"
+)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
