@@ -377,6 +377,8 @@ CHECKS: Final[dict[str, Check]] = {
     "sheds_present": check_sheds_present,
     "success_ratio_min": check_success_ratio_min,
     "aborted_present": check_aborted_present,
+    # p99 of each route of the phase's mix on its own (see PER_ROUTE).
+    "route_p99_max": check_all_p99_max,
 }
 
 
@@ -478,7 +480,9 @@ def evaluate(profile: Profile, data: RunData) -> list[Verdict]:
 
 
 #: Checks judged once per route of the phase's mix, so a team's new route gets rows of its own.
-PER_ROUTE: Final = frozenset({"no_bare_500", "error_ratio_max", "success_ratio_min"})
+PER_ROUTE: Final = frozenset(
+    {"no_bare_500", "error_ratio_max", "success_ratio_min", "route_p99_max"}
+)
 
 
 def evaluate_phase(phase: Phase, rows: PhaseRows, data: RunData, profile: Profile) -> list[Verdict]:
