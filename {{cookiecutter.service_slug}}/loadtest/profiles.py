@@ -152,6 +152,8 @@ class Limits:
     hedge_p99_fraction: float = 0.25
     #: Tail phase: received / sent <= 1 + the hedge budget (ratio and burst) + this.
     hedge_extra_margin: float = 0.02
+    #: Adaptive phase: at its end the limit is within capacity / this .. capacity * this.
+    adaptive_band: float = 2.0
 
     def with_overrides(self, overrides: Mapping[str, float]) -> Limits:
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
@@ -265,6 +267,9 @@ class Shape:
     tail_rate: float = 0.02
     tail_latency_ms: float = 600
     hedge_delay_ms: float = 50
+    #: adaptive: the downstream slows down past this many calls in flight (degrade mode).
+    degrade_capacity: int = 4
+    degrade_latency_ms: float = 20
 
 
 def build_phases(
@@ -478,6 +483,7 @@ def build_phases(
         mix,
     )
     # Every call fails: after the tokens above half are spent, not one retry (gRPC's throttling).
+    on_variant = (shape, limits, single, no_500)
     dead = Phase(
         "dead",
         "every downstream call answers 503 (a dead downstream)",
@@ -525,7 +531,11 @@ def build_phases(
         goaway,
         broken("bad-head", "response heads that do not parse", "bad_head"),
         # On a process of its own: the service is idle meanwhile (its breakers may close).
-        *((tail_phase(shape, limits, single, no_500),) if variants and single[0].calls else ()),
+        *(
+            (tail_phase(*on_variant), adaptive_phase(*on_variant))
+            if variants and single[0].calls
+            else ()
+        ),
         dead,  # opens the breakers again: the quiet phase must see one open
         quiet,
         back,
@@ -586,6 +596,35 @@ def tail_phase(shape: Shape, limits: Limits, single: tuple[Route, ...], no_500: 
     )
 
 
+def adaptive_phase(shape: Shape, limits: Limits, single: tuple[Route, ...], no_500: Slo) -> Phase:
+    """A downstream past its capacity, the adaptive limit on (``Variant``): the bulkhead's width
+    comes down near that capacity within the phase, from the fixed width it starts at."""
+    route = single[0]
+    downstream = route.calls[0]
+    adaptive = Variant("adaptive", (("BULKHEAD__ADAPTIVE", "true"),))
+    target = adaptive.route(downstream)
+    capacity, band = shape.degrade_capacity, limits.adaptive_band
+    degrade = {"capacity": capacity, "latency_ms": shape.degrade_latency_ms}
+    return Phase(
+        "adaptive",
+        f"{downstream} slows past {capacity} calls in flight; adaptive limit on",
+        shape.seconds["adaptive"],
+        shape.base_users * 3,
+        (FaultSpec(target, "degrade", degrade),),
+        (
+            no_500,
+            Slo(
+                "limit_near_capacity",
+                f"bulkhead limit at the end within {band:g}x of the capacity",
+                capacity,
+                routes=((target, downstream),),
+            ),
+        ),
+        ((route.endpoint, 1),),
+        variant=adaptive,
+    )
+
+
 # Time constants scaled down so each scenario plays out within a phase of a few seconds. One
 # half-open call decides: with more, a breaker opened by the hang phase rarely closes during
 # the 50 % error phase, which then has too few calls to measure retries on.
@@ -619,6 +658,7 @@ QUICK_SHAPE: Final = Shape(
         "dead": 3,
         "recovered": 4,
         "tail": 6,
+        "adaptive": 6,
     },
     base_users=10,
     slow_users=60,
@@ -654,6 +694,7 @@ DEFAULT_SHAPE: Final = Shape(
         "dead": 15,
         "recovered": 20,
         "tail": 20,
+        "adaptive": 25,
     },
     base_users=10,
     slow_users=60,

@@ -42,11 +42,12 @@ def test_engine_sets_every_downstreams_engine(capsys: pytest.CaptureFixture[str]
 
 def test_a_variant_process_gets_its_settings_and_base_paths_of_its_own() -> None:
     """The tail phase's process hedges, and the fault server tells its requests apart."""
-    (variant,) = make_profile("quick").variants
+    variant = make_profile("quick").variants[0]
     env = variant_settings("{{ cookiecutter.package_name }}", variant, "http://127.0.0.1:9")
     for name in declared.names():
         assert env[f"{env_name(name)}__BASE_URL"] == f"http://127.0.0.1:9/hedged-{name}"
         assert env[f"{env_name(name)}__HEDGE__ENABLED"] == "true"
+    assert len({v.route("catalog") for v in make_profile("quick").variants}) == 2
 
 
 @pytest.mark.parametrize(

@@ -295,15 +295,35 @@ def test_the_tail_phase_runs_on_a_hedged_process_and_changes_no_other_phase() ->
     tail = profile_tail(with_variant)
     assert tail.variant is not None
     assert ("HEDGE__ENABLED", "true") in tail.variant.settings
-    assert with_variant.variants == (tail.variant,)
+    adaptive = with_variant.phase(named(with_variant, "adaptive"))
+    assert adaptive.variant is not None
+    assert ("BULKHEAD__ADAPTIVE", "true") in adaptive.variant.settings
+    assert with_variant.variants == (tail.variant, adaptive.variant)
     assert all(f.route == tail.variant.route("catalog") for f in tail.faults)  # its own paths
-    assert not any(p.name.endswith("-tail") for p in without.phases)
+    assert not any(p.name.endswith(("-tail", "-adaptive")) for p in without.phases)
     assert not without.variants
-    others = [p for p in with_variant.phases if p is not tail]
+    others = [p for p in with_variant.phases if p.variant is None]
     plain = make_profile("quick", variants=False).phases
     assert [(p.title, p.slos, p.variant) for p in others] == [
         (p.title, p.slos, p.variant) for p in plain
     ]
+
+
+@pytest.mark.parametrize(
+    ("width", "ok"), [(1, False), (2, True), (4, True), (8, True), (9, False), (None, False)]
+)
+def test_the_adaptive_limit_ends_within_twice_the_capacity(
+    profile: Profile, width: int | None, ok: bool
+) -> None:
+    """Capacity 4 in the quick profile: 2..8; the fixed width (10) it starts from fails, and
+    so does a view without the bulkhead's limit."""
+    phase = profile.phase(named(profile, "adaptive"))
+    slo = next(s for s in phase.slos if s.check == "limit_near_capacity")
+    assert slo.limit == 4
+    bulkhead = {} if width is None else {"limit": width}
+    end = Snapshot(2.0, downstreams={"catalog": {"bulkhead": bulkhead}})
+    window = Window(Snapshot(1.0), end)
+    assert verdicts_of(profile, RunData([], {phase.name: window}), phase.name)[slo.text] is ok
 
 
 # -- after the run ------------------------------------------------------------------------------
