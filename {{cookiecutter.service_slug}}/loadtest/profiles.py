@@ -1,7 +1,7 @@
 """Every number of the load test in one place: phases, users, faults, service settings, SLOs.
 
-A profile is data. ``quick`` (CI, <= 90 s with start-up) runs the service with short breaker
-and deadline settings so that each scenario fits in a few seconds; ``default`` (<= 6 min) runs
+A profile is data. ``quick`` (CI, <= 105 s with start-up) runs the service with short breaker
+and deadline settings so that each scenario fits in a few seconds; ``default`` (<= 8 min) runs
 it with the settings the service ships with. To change a limit for one run, pass
 ``--limit NAME=VALUE`` to ``python -m loadtest`` (names: the fields of ``Limits``); to change a
 phase, edit its builder below: the SLOs are derived from the same numbers.
