@@ -284,8 +284,8 @@ def test_the_tail_phase_counts_extra_requests_against_the_hedge_budget(profile: 
     tail = profile_tail(profile)
     slo = next(s for s in tail.slos if s.check == "amplification_max")
     assert slo.limit == pytest.approx(1 + HEDGE_BUDGET_RATIO + profile.limits.hedge_extra_margin)
-    sent = 1000  # ratio + margin, and the burst of 5: 75 extra requests
-    for received, ok in ((1074, True), (1076, False)):
+    sent = 1000  # ratio + margin, and the burst of 5: 125 extra requests
+    for received, ok in ((1124, True), (1126, False)):
         window = Window(hedged_snapshot(0, 0, 0), hedged_snapshot(1, received, sent))
         assert verdicts_of(profile, RunData([], {tail.name: window}), tail.name)[slo.text] is ok
 
