@@ -269,9 +269,11 @@ class Shape:
     tail_rate: float = 0.03
     tail_latency_ms: float = 600
     hedge_delay_ms: float = 50
-    #: adaptive: the downstream slows down past this many calls in flight (degrade mode).
+    #: adaptive: the downstream slows down past this many calls in flight (degrade mode). At
+    #: 20 ms, 30 users kept ~2 calls in flight and the limit had nothing to follow; at 50 ms
+    #: 40 users offer ~6, and a fixed width of 10 fills up.
     degrade_capacity: int = 4
-    degrade_latency_ms: float = 20
+    degrade_latency_ms: float = 50
 
 
 def build_phases(
@@ -611,7 +613,7 @@ def adaptive_phase(shape: Shape, limits: Limits, single: tuple[Route, ...], no_5
         "adaptive",
         f"{downstream} slows past {capacity} calls in flight; adaptive limit on",
         shape.seconds["adaptive"],
-        shape.base_users * 3,
+        shape.base_users * 4,
         (FaultSpec(target, "degrade", degrade),),
         (
             no_500,
