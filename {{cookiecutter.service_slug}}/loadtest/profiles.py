@@ -487,6 +487,8 @@ def build_phases(
         mix,
     )
     # Every call fails: after the tokens above half are spent, not one retry (gRPC's throttling).
+    # Without throttling, the shipped retry budget let 28 retries through in 3 s (quick); quick's
+    # own budget (a floor of 1/s) let 5, under this limit: there the two guards overlap.
     on_variant = (shape, limits, single, no_500)
     dead = Phase(
         "dead",
