@@ -40,7 +40,7 @@ from loadtest import probes, processes, report, saturation
 from loadtest.discovery import DiscoveryError, find_package
 from loadtest.gate import format_table, read_verdicts
 from loadtest.processes import Child
-from loadtest.profiles import PROFILE_NAMES, Profile, limit_names, make_profile
+from loadtest.profiles import PROFILE_NAMES, Profile, Variant, limit_names, make_profile
 from loadtest.sampler import Sampler
 
 PROJECT_ROOT: Final = Path(__file__).resolve().parents[1]
@@ -116,7 +116,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Profile]
         parser.error(f"--target must be on this machine (127.0.0.1, ::1); got {args.target!r}")
     try:
         args.limits = dict(_limit(item) for item in args.limit)
-        profile = make_profile(args.profile, args.limits, http2=args.tls)
+        # A variant's process is started like the service: not possible for one started elsewhere.
+        variants = not (args.target or args.service_command)
+        profile = make_profile(args.profile, args.limits, http2=args.tls, variants=variants)
     except ValueError as error:
         parser.error(str(error))
     return args, profile
@@ -157,12 +159,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     with sigterm_as_interrupt(), stopping_children() as stack:
         try:
             fault = start_fault_server(stack, args, run_dir)
+            variants = launch_variants(stack, args, profile, fault.url, run_dir)
             service = start_service(stack, args, profile, fault.url, run_dir)
+            variant_urls = wait_for_variants(variants)
             sampler = Sampler(service.url, service.pid, run_dir / "timeline.jsonl")
             sampler.start()
             stack.callback(sampler.stop)
-            outcome.locust_status = run_locust(stack, args, profile, service, fault, run_dir)
-            children = (fault.child, service.child)
+            outcome.locust_status = run_locust(
+                stack, args, profile, service, fault, run_dir, variant_urls
+            )
+            children = (fault.child, service.child, *(child for child, _ in variants.values()))
             outcome.died = [c for c in children if c is not None and not c.alive()]
         except KeyboardInterrupt:
             outcome.interrupted = True
@@ -374,6 +380,49 @@ def service_settings(
     return dict(sorted(env.items()))
 
 
+def launch_variants(
+    stack: contextlib.ExitStack,
+    args: argparse.Namespace,
+    profile: Profile,
+    fault_url: str,
+    run_dir: Path,
+) -> dict[str, tuple[Child, str]]:
+    """Start one more service process per ``profiles.Variant`` (why: its docstring), with the
+    variant's settings on every downstream and its own base paths on the fault server. Not
+    waited for here: they start while the service does. Per variant: its child and URL."""
+    started: dict[str, tuple[Child, str]] = {}
+    for variant in profile.variants:
+        port = processes.free_port()
+        argv, env = package_command(args, profile, port, fault_url, run_dir)
+        package = args.package or find_package(PROJECT_ROOT / "src")
+        env.update(variant_settings(package, variant, fault_url))
+        log_path = run_dir / variant.log_name
+        child = processes.start(
+            f"service ({variant.name})", argv, env=env, cwd=run_dir, log_path=log_path
+        )
+        stack.callback(child.stop, STOP_GRACE_S)
+        started[variant.name] = (child, f"http://127.0.0.1:{port}")
+    return started
+
+
+def variant_settings(package: str, variant: Variant, fault_url: str) -> dict[str, str]:
+    """On top of ``service_settings``: the variant's settings and base paths, every downstream."""
+    prefix = import_service(package, "settings").ENV_PREFIX
+    env: dict[str, str] = {}
+    for name in import_service(package, "downstreams").declared.names():
+        key = f"{prefix}DOWNSTREAMS__{name.upper()}__"
+        env[f"{key}BASE_URL"] = f"{fault_url}/{variant.route(name)}"
+        env.update({f"{key}{setting}": value for setting, value in variant.settings})
+    return env
+
+
+def wait_for_variants(started: dict[str, tuple[Child, str]]) -> dict[str, str]:
+    for name, (child, url) in started.items():
+        if not probes.wait_until_ready(url, READY_TIMEOUT_S, is_alive=child.alive):
+            raise StartupError(f"the service of the {name!r} phases did not start:\n{child.tail()}")
+    return {name: url for name, (_, url) in started.items()}
+
+
 def import_service(package: str, module: str) -> ModuleType:
     """A module of the service: ``settings`` for its ENV_PREFIX, ``downstreams`` for the names."""
     if str(PROJECT_ROOT / "src") not in sys.path:
@@ -388,6 +437,7 @@ def run_locust(
     service: Service,
     fault: FaultServer,
     run_dir: Path,
+    variant_urls: dict[str, str] | None = None,
 ) -> int | None:
     """Run locust headless to the end of the profile; its status, or None if it had to be killed."""
     argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless"]
@@ -404,6 +454,7 @@ def run_locust(
         LOADTEST_REPORT_DIR=str(run_dir),
         LOADTEST_LIMITS=json.dumps(args.limits),
         LOADTEST_STOP_FILE=str(stop_file),
+        LOADTEST_VARIANTS=json.dumps(variant_urls or {}),
     )
     if service.pid is not None:
         env["LOADTEST_SERVICE_PID"] = str(service.pid)

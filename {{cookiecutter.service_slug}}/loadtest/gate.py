@@ -358,6 +358,23 @@ def check_retries_max(
     return Verdict(phase, slo.text, f"<= {limit:.1f}", measured, retries <= limit)
 
 
+def check_limit_near_capacity(
+    phase: str, slo: Slo, rows: PhaseRows, window: Window, profile: Profile
+) -> Verdict:
+    """The bulkhead's width (the adaptive limit's) at the phase's end, against the capacity
+    (``slo.limit``) of the downstream named in ``slo.routes``."""
+    band = profile.limits.adaptive_band
+    low, high = slo.limit / band, slo.limit * band
+    limit = f"{low:g}..{high:g}"
+    ((_, downstream),) = slo.routes
+    view = (window.end.downstreams or {}).get(downstream) if window.end else None
+    width = (view or {}).get("bulkhead", {}).get("limit")
+    if not isinstance(width, int | float):
+        return _no_data(phase, slo, limit, "the bulkhead's limit in /debug/downstreams")
+    measured = f"{width} (capacity {slo.limit:g})"
+    return Verdict(phase, slo.text, limit, measured, low <= width <= high)
+
+
 CHECKS: Final[dict[str, Check]] = {
     "error_ratio_max": check_error_ratio_max,
     "no_bare_500": check_no_bare_500,
@@ -377,6 +394,9 @@ CHECKS: Final[dict[str, Check]] = {
     "sheds_present": check_sheds_present,
     "success_ratio_min": check_success_ratio_min,
     "aborted_present": check_aborted_present,
+    # p99 of each route of the phase's mix on its own (see PER_ROUTE).
+    "route_p99_max": check_all_p99_max,
+    "limit_near_capacity": check_limit_near_capacity,
 }
 
 
@@ -478,7 +498,9 @@ def evaluate(profile: Profile, data: RunData) -> list[Verdict]:
 
 
 #: Checks judged once per route of the phase's mix, so a team's new route gets rows of its own.
-PER_ROUTE: Final = frozenset({"no_bare_500", "error_ratio_max", "success_ratio_min"})
+PER_ROUTE: Final = frozenset(
+    {"no_bare_500", "error_ratio_max", "success_ratio_min", "route_p99_max"}
+)
 
 
 def evaluate_phase(phase: Phase, rows: PhaseRows, data: RunData, profile: Profile) -> list[Verdict]:

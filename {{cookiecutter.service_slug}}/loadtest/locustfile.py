@@ -13,7 +13,9 @@ so the HTTP/2 phases run), ``LOADTEST_FAULT_ADMIN`` (the fault server's admin UR
 ``LOADTEST_REPORT_DIR`` (where verdict.json goes), ``LOADTEST_SERVICE_PID`` (for RSS and fds;
 without it they are read from the service's /metrics), ``LOADTEST_LIMITS`` (JSON overrides),
 ``LOADTEST_STOP_FILE`` (created by the runner to end the run early), ``LOADTEST_UNJUDGED`` (SLO
-checks this run cannot judge, see ``cluster``).
+checks this run cannot judge, see ``cluster``), ``LOADTEST_VARIANTS`` (JSON: per
+``profiles.Variant``, the URL of the process the runner started for it; without it the phases
+that need one do not run).
 
 Only the master (or the single local runner) runs ``tick()``, switches faults and judges: the
 fault switch and the snapshots run in a greenlet so ``tick()`` never blocks, and workers learn
@@ -22,6 +24,7 @@ the phase from a message, so every request is named after the phase it ran in.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
@@ -80,11 +83,13 @@ CLIENT_SAMPLE_S: Final = 1.0
 #: Workers report every 3 s: a line waits for new counts, but at most this long.
 CLIENT_LINE_MAX_S: Final = 5.0
 
+VARIANT_URLS: Final[dict[str, str]] = json.loads(os.environ.get("LOADTEST_VARIANTS") or "{}")
 PROFILE: Final = unjudged(
     make_profile(
         os.environ.get("LOADTEST_PROFILE", "default"),
         parse_limit_overrides(os.environ.get("LOADTEST_LIMITS")),
         http2=os.environ.get("LOADTEST_HTTP2") == "1",
+        variants=bool(VARIANT_URLS),
     ),
     os.environ.get("LOADTEST_UNJUDGED"),
 )
@@ -100,6 +105,8 @@ STOP_FILE: Final = Path(_stop) if _stop else None
 #: message on workers.
 current_phase = "0-start"
 current_mix: tuple[tuple[str, int], ...] = full_mix(ROUTES)
+#: "" (the host), or the URL of the phase's variant process (profiles.Variant).
+current_base = ""
 #: Per (phase, downstream), when this process first received a breaker_open from it (see
 #: naming.breaker_label).
 breaker_open_seen: dict[tuple[str, str | None], float] = {}
@@ -130,11 +137,11 @@ class ServiceUser(FastHttpUser):
 
     @task
     def call_a_route(self) -> None:
-        phase, mix = current_phase, current_mix
+        phase, mix, base = current_phase, current_mix, current_base
         endpoints, weights = zip(*mix, strict=True)
         endpoint = random.choices(endpoints, weights)[0]
         path = PLACEHOLDER.sub(str(random.randint(1, ITEM_IDS)), PATHS[endpoint])
-        self.call(phase, endpoint, path)
+        self.call(phase, endpoint, base + path)
 
     def call(self, phase: str, endpoint: str, path: str) -> None:
         with self.client.get(
@@ -195,8 +202,10 @@ class PhaseController:
         self.starts[phase.name] = time.time()
         self.windows[phase.name] = Window()
         if environment.runner is not None:  # to every process that runs users, this one too
+            mix = [list(pair) for pair in phase.mix]
+            base = VARIANT_URLS.get(phase.variant.name, "") if phase.variant else ""
             environment.runner.send_message(
-                PHASE_MESSAGE, {"name": phase.name, "mix": [list(pair) for pair in phase.mix]}
+                PHASE_MESSAGE, {"name": phase.name, "mix": mix, "base": base}
             )
         self._switch = gevent.spawn(self._switch_faults, previous, phase, self._switch)
         log.info("phase %s: %s (%d users)", phase.name, phase.title, phase.users)
@@ -205,31 +214,48 @@ class PhaseController:
         if before is not None:
             before.join()  # switches apply in order even when the service answers slowly
         if previous is not None:
-            self.windows[previous.name].end = self.snapshot()
+            self.windows[previous.name].end = self.snapshot(previous)
         if FAULT_ADMIN:
             try:
                 probes.apply_faults(FAULT_ADMIN, phase.faults)
             except OSError as error:
                 log.error("phase %s: could not set faults: %s", phase.name, error)
-        self.windows[phase.name].start = self.snapshot()
+        self.windows[phase.name].start = self.snapshot(phase)
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, phase: Phase | None = None) -> Snapshot:
+        """The service's, or for a phase run on a variant that process's (pid: from /metrics)."""
+        variant = None if phase is None else phase.variant
+        if variant is not None and variant.name in VARIANT_URLS:
+            url, log_path = VARIANT_URLS[variant.name], REPORT_DIR / variant.log_name
+            return probes.snapshot(url, FAULT_ADMIN, None, log_path)
         return probes.snapshot(
             self.service_url, FAULT_ADMIN, SERVICE_PID, REPORT_DIR / probes.SERVICE_LOG
         )
+
+    def with_variants(self, snap: Snapshot) -> Snapshot:
+        """``snap`` with the variants' downstreams too (``catalog (hedged)``), so the after-run
+        checks (drained, pool empty, no leak) judge those processes as well; none if one is
+        missing."""
+        views = dict(snap.downstreams or {})
+        for name, url in VARIANT_URLS.items():
+            extra = probes.downstream_views(url)
+            if extra is None or not views:
+                return dataclasses.replace(snap, downstreams=None)
+            views.update({f"{downstream} ({name})": v for downstream, v in extra.items()})
+        return dataclasses.replace(snap, downstreams=views)
 
     def close(self) -> None:
         """The run is over: let the last switch finish and close the last phase's window."""
         if self._switch is not None:
             self._switch.join(timeout=SWITCH_JOIN_TIMEOUT_S)
         if self.current is not None and self.ended:
-            self.windows[self.current.name].end = self.snapshot()
+            self.windows[self.current.name].end = self.snapshot(self.current)
 
     def drained_snapshot(self, grace_s: float) -> Snapshot:
         """Poll until no call is in flight or queued (at most ``grace_s``), then snapshot."""
         give_up = time.monotonic() + grace_s
         while True:
-            snap = self.snapshot()
+            snap = self.with_variants(self.snapshot())
             if time.monotonic() >= give_up or _drained(snap):
                 return snap
             gevent.sleep(0.2)
@@ -318,9 +344,10 @@ class PhaseShape(LoadTestShape):
 
 
 def _on_phase_message(environment: Environment, msg: Any, **kwargs: Any) -> None:
-    global current_phase, current_mix
+    global current_phase, current_mix, current_base
     current_phase = str(msg.data["name"])
     current_mix = tuple((str(endpoint), int(weight)) for endpoint, weight in msg.data["mix"])
+    current_base = str(msg.data.get("base", ""))
 
 
 @events.init.add_listener  # type: ignore[untyped-decorator]  # locust's EventHook is untyped

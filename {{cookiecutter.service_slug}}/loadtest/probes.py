@@ -35,6 +35,7 @@ _VIEW_KEYS: Final = (
     "leaked_responses",
     "open_streams",
     "orphans_repaired",
+    "bulkhead",  # its width: the adaptive limit's
 )
 
 

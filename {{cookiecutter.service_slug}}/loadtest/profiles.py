@@ -1,7 +1,7 @@
 """Every number of the load test in one place: phases, users, faults, service settings, SLOs.
 
-A profile is data. ``quick`` (CI, <= 90 s with start-up) runs the service with short breaker
-and deadline settings so that each scenario fits in a few seconds; ``default`` (<= 6 min) runs
+A profile is data. ``quick`` (CI, <= 105 s with start-up) runs the service with short breaker
+and deadline settings so that each scenario fits in a few seconds; ``default`` (<= 8 min) runs
 it with the settings the service ships with. To change a limit for one run, pass
 ``--limit NAME=VALUE`` to ``python -m loadtest`` (names: the fields of ``Limits``); to change a
 phase, edit its builder below: the SLOs are derived from the same numbers.
@@ -86,6 +86,42 @@ class ServiceSettings:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """A second service process for phases that need a setting the rest of the run must not see.
+
+    Hedging and the adaptive limit are off as the service ships, and a downstream's settings
+    are fixed at start-up. Why a second process, and not a switch in the service or a restart:
+    an HTTP endpoint that changes a downstream's resilience at run time is a door a production
+    service must not have; a restart mid-run would reset the breakers, pools and the RSS/fd
+    baseline the other phases are judged by; a setting turned on for the whole run would change
+    what every other phase measures. The runner starts this process next to the service (in
+    parallel, so it adds no start-up time), with ``settings`` on every downstream and each
+    downstream at its own base path on the fault server (``/<variant>-<downstream>``): its
+    phase's faults and request counts are its own, and every other phase runs against the
+    service exactly as configured. It costs one mostly idle process.
+    """
+
+    name: str  # short, [a-z]: part of the fault server's base paths
+    #: ``<PREFIX>DOWNSTREAMS__<NAME>__<key>`` = value, on every downstream of this process.
+    settings: tuple[tuple[str, str], ...]
+
+    def route(self, downstream: str) -> str:
+        """The fault server's route (first path segment) of ``downstream`` in this process."""
+        return f"{self.name}-{downstream}"
+
+    @property
+    def log_name(self) -> str:
+        """Its log, next to the service's in the run folder."""
+        return f"service-{self.name}.log"
+
+
+#: The tail phase's hedge budget (the README's measured configuration) and the service's burst
+#: (``hedging.BUDGET_BURST``): the extra requests are judged by both.
+HEDGE_BUDGET_RATIO: Final = 0.1
+HEDGE_BURST: Final = 5.0
+
+
+@dataclass(frozen=True)
 class Limits:
     """SLO limits that are not derived from the service's settings (seconds unless named)."""
 
@@ -112,6 +148,12 @@ class Limits:
     log_lines_per_second: float = 3.0
     rss_growth_mib: float = 64.0
     fd_growth: float = 16.0
+    #: Tail phase, hedging on: p99 of the affected route <= this share of the tail latency.
+    hedge_p99_fraction: float = 0.25
+    #: Tail phase: received / sent <= 1 + the hedge budget (ratio and burst) + this.
+    hedge_extra_margin: float = 0.02
+    #: Adaptive phase: at its end the limit is within capacity / this .. capacity * this.
+    adaptive_band: float = 2.0
 
     def with_overrides(self, overrides: Mapping[str, float]) -> Limits:
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
@@ -164,6 +206,7 @@ class Phase:
     slos: tuple[Slo, ...]
     mix: Mix
     impatient: bool = False  # users give up on a request after IMPATIENT_TIMEOUT_S
+    variant: Variant | None = None  # the users call this process, not the service
 
 
 #: Users of the impatient phase abort any request slower than this (see locustfile).
@@ -180,6 +223,11 @@ class Profile:
     @property
     def seconds(self) -> float:
         return sum(phase.seconds for phase in self.phases)
+
+    @property
+    def variants(self) -> tuple[Variant, ...]:
+        """The processes the runner starts next to the service, one per variant."""
+        return tuple(dict.fromkeys(p.variant for p in self.phases if p.variant is not None))
 
     def phase_at(self, elapsed_s: float) -> Phase | None:
         """The phase running ``elapsed_s`` after the start; None once the last one ended."""
@@ -215,6 +263,17 @@ class Shape:
     idle_close_ms: float
     #: goaway: every HTTP/2 connection is sent GOAWAY after this many requests.
     goaway_after_requests: int
+    #: tail: this share of answers takes tail_latency_ms, the rest healthy_latency_ms. With
+    #: 30 users (~550 calls in 6 s) unhedged p99 is the tail (~17 slow calls, 5 allowed), and a
+    #: 10 % budget hedges all but the few before its first token.
+    tail_rate: float = 0.03
+    tail_latency_ms: float = 600
+    hedge_delay_ms: float = 50
+    #: adaptive: the downstream slows down past this many calls in flight (degrade mode). At
+    #: 20 ms, 30 users kept ~2 calls in flight and the limit had nothing to follow; at 50 ms
+    #: 40 users offer ~6, and a fixed width of 10 fills up.
+    degrade_capacity: int = 4
+    degrade_latency_ms: float = 50
 
 
 def build_phases(
@@ -224,9 +283,11 @@ def build_phases(
     routes: tuple[Route, ...] = ROUTES,
     *,
     http2: bool = False,
+    variants: bool = True,
 ) -> tuple[Phase, ...]:
     """The scenarios of the suite, with their SLOs computed from the same numbers; ``http2`` adds
-    the faults only an HTTP/2 connection has (the runner's ``--tls``)."""
+    the faults only an HTTP/2 connection has (the runner's ``--tls``); ``variants`` the phases
+    that run against a second service process (``Variant``: only the runner can start one)."""
     s = shape.seconds
     mix = full_mix(routes)
     single = single_downstream(routes) or routes
@@ -425,6 +486,27 @@ def build_phases(
         (no_500, Slo("bad_bodies_named", "malformed answers are 502 bad_body, never a 500")),
         mix,
     )
+    # Every call fails: after the tokens above half are spent, not one retry (gRPC's throttling).
+    # Without throttling, the shipped retry budget let 28 retries through in 3 s (quick); quick's
+    # own budget (a floor of 1/s) let 5, under this limit: there the two guards overlap.
+    on_variant = (shape, limits, single, no_500)
+    dead = Phase(
+        "dead",
+        "every downstream call answers 503 (a dead downstream)",
+        s["dead"],
+        shape.base_users * 2,
+        (FaultSpec("*", "error", {"error_rate": 1.0, "status": 503}),),
+        (
+            no_500,
+            Slo(
+                "retries_max",
+                "retries seen downstream (retry tokens: none once at half, none earned)",
+                service.retry_throttle_max_tokens / 2,
+                routes=compared,
+            ),
+        ),
+        single_mix,
+    )
     quiet = Phase(
         "quiet",
         f"healthy, and no traffic for {quiet_s:g} s (the longest open period + 1 s)",
@@ -454,6 +536,13 @@ def build_phases(
         broken("reset-stream", "every call reset (HTTP/2: RST_STREAM)", "reset_stream"),
         goaway,
         broken("bad-head", "response heads that do not parse", "bad_head"),
+        # On a process of its own: the service is idle meanwhile (its breakers may close).
+        *(
+            (tail_phase(*on_variant), adaptive_phase(*on_variant))
+            if variants and single[0].calls
+            else ()
+        ),
+        dead,  # opens the breakers again: the quiet phase must see one open
         quiet,
         back,
     ]
@@ -463,6 +552,82 @@ def build_phases(
     return tuple(
         dataclasses.replace(phase, name=f"{number}-{phase.name}", slos=(*phase.slos, log_rate))
         for number, phase in enumerate(phases, start=1)
+    )
+
+
+def tail_phase(shape: Shape, limits: Limits, single: tuple[Route, ...], no_500: Slo) -> Phase:
+    """A few slow answers from one downstream, hedging on (``Variant``): hedges cut the route's
+    p99 to a fraction of the tail latency, and cost the downstream at most the hedge budget."""
+    route = single[0]
+    downstream = route.calls[0]
+    hedged = Variant(
+        "hedged",
+        (
+            ("HEDGE__ENABLED", "true"),
+            ("HEDGE__DELAY", f"{shape.hedge_delay_ms / 1000:g}"),
+            ("HEDGE__BUDGET_RATIO", f"{HEDGE_BUDGET_RATIO:g}"),
+        ),
+    )
+    target = hedged.route(downstream)
+    tail = {
+        "tail_rate": shape.tail_rate,
+        "tail_latency_ms": shape.tail_latency_ms,
+        "latency_ms": shape.healthy_latency_ms,
+    }
+    fraction = limits.hedge_p99_fraction
+    return Phase(
+        "tail",
+        f"{shape.tail_rate:.0%} of {downstream}'s answers take {shape.tail_latency_ms:g} ms; "
+        f"hedged after {shape.hedge_delay_ms:g} ms",
+        shape.seconds["tail"],
+        shape.base_users * 3,
+        (FaultSpec(target, "tail", tail),),
+        (
+            no_500,
+            Slo(
+                "route_p99_max",
+                f"p99 <= {fraction:g} x the tail latency (hedges cut the tail)",
+                fraction * shape.tail_latency_ms / 1000,
+            ),
+            Slo(
+                "amplification_max",
+                "downstream received / service sent (hedge budget: ratio, burst)",
+                1.0 + HEDGE_BUDGET_RATIO + limits.hedge_extra_margin,
+                floor_retries=HEDGE_BURST,
+                routes=((target, downstream),),
+            ),
+        ),
+        ((route.endpoint, 1),),
+        variant=hedged,
+    )
+
+
+def adaptive_phase(shape: Shape, limits: Limits, single: tuple[Route, ...], no_500: Slo) -> Phase:
+    """A downstream past its capacity, the adaptive limit on (``Variant``): the bulkhead's width
+    comes down near that capacity within the phase, from the fixed width it starts at."""
+    route = single[0]
+    downstream = route.calls[0]
+    adaptive = Variant("adaptive", (("BULKHEAD__ADAPTIVE", "true"),))
+    target = adaptive.route(downstream)
+    capacity, band = shape.degrade_capacity, limits.adaptive_band
+    degrade = {"capacity": capacity, "latency_ms": shape.degrade_latency_ms}
+    return Phase(
+        "adaptive",
+        f"{downstream} slows past {capacity} calls in flight; adaptive limit on",
+        shape.seconds["adaptive"],
+        shape.base_users * 4,
+        (FaultSpec(target, "degrade", degrade),),
+        (
+            no_500,
+            Slo(
+                "limit_near_capacity",
+                f"bulkhead limit at the end within {band:g}x of the capacity",
+                capacity,
+                routes=((target, downstream),),
+            ),
+        ),
+        ((route.endpoint, 1),),
+        variant=adaptive,
     )
 
 
@@ -496,7 +661,10 @@ QUICK_SHAPE: Final = Shape(
         "truncated": 3,
         "reset-stream": 3,
         "bad-head": 3,
+        "dead": 3,
         "recovered": 4,
+        "tail": 6,
+        "adaptive": 6,
     },
     base_users=10,
     slow_users=60,
@@ -529,7 +697,10 @@ DEFAULT_SHAPE: Final = Shape(
         "truncated": 15,
         "reset-stream": 15,
         "bad-head": 15,
+        "dead": 15,
         "recovered": 20,
+        "tail": 20,
+        "adaptive": 25,
     },
     base_users=10,
     slow_users=60,
@@ -542,19 +713,26 @@ DEFAULT_SHAPE: Final = Shape(
     throttle_retry_after_s=6,
     idle_close_ms=100,
     goaway_after_requests=50,
+    tail_latency_ms=2000,
 )
 
 
 def make_profile(
-    name: str, limit_overrides: Mapping[str, float] | None = None, *, http2: bool = False
+    name: str,
+    limit_overrides: Mapping[str, float] | None = None,
+    *,
+    http2: bool = False,
+    variants: bool = True,
 ) -> Profile:
-    """``http2``: the downstream is reached over TLS, where the service speaks HTTP/2."""
+    """``http2``: the downstream is reached over TLS, where the service speaks HTTP/2;
+    ``variants``: with the phases that need a second service process (``Variant``)."""
     shapes = {"quick": (QUICK_SHAPE, QUICK_SERVICE), "default": (DEFAULT_SHAPE, DEFAULT_SERVICE)}
     if name not in shapes:
         raise ValueError(f"unknown profile {name!r}; choose from {sorted(shapes)}")
     shape, service = shapes[name]
     limits = Limits().with_overrides(limit_overrides or {})
-    return Profile(name, build_phases(shape, service, limits, http2=http2), service, limits)
+    phases = build_phases(shape, service, limits, http2=http2, variants=variants)
+    return Profile(name, phases, service, limits)
 
 
 PROFILE_NAMES: Final = ("quick", "default")

@@ -8,7 +8,8 @@ import pytest
 from {{ cookiecutter.package_name }}.downstreams import declared
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX
 
-from loadtest.__main__ import main, parse_args
+from loadtest.__main__ import main, parse_args, variant_settings
+from loadtest.profiles import make_profile
 
 
 def env_name(downstream: str) -> str:
@@ -37,3 +38,24 @@ def test_engine_sets_every_downstreams_engine(capsys: pytest.CaptureFixture[str]
     lines = capsys.readouterr().out.splitlines()
     engines = {line for line in lines if "__ENGINE=" in line}
     assert engines == {f"{env_name(name)}__ENGINE=httpcore" for name in declared.names()}
+
+
+def test_a_variant_process_gets_its_settings_and_base_paths_of_its_own() -> None:
+    """The tail phase's process hedges, and the fault server tells its requests apart."""
+    variant = make_profile("quick").variants[0]
+    env = variant_settings("{{ cookiecutter.package_name }}", variant, "http://127.0.0.1:9")
+    for name in declared.names():
+        assert env[f"{env_name(name)}__BASE_URL"] == f"http://127.0.0.1:9/hedged-{name}"
+        assert env[f"{env_name(name)}__HEDGE__ENABLED"] == "true"
+    assert len({v.route("catalog") for v in make_profile("quick").variants}) == 2
+
+
+@pytest.mark.parametrize(
+    "where", [["--target", "http://127.0.0.1:8000"], ["--service-command", "x"]]
+)
+def test_a_service_started_elsewhere_runs_no_variant_phase(where: list[str]) -> None:
+    """The runner cannot start a second process like one it did not start."""
+    _, profile = parse_args(["--profile", "quick", *where])
+    assert not profile.variants
+    _, own = parse_args(["--profile", "quick"])
+    assert own.variants

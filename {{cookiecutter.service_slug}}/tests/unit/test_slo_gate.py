@@ -33,7 +33,7 @@ from loadtest.naming import (
     parse_name,
     request_name,
 )
-from loadtest.profiles import Profile, Slo, make_profile
+from loadtest.profiles import HEDGE_BUDGET_RATIO, Phase, Profile, Slo, make_profile
 
 PROBLEM = {"content-type": "application/problem+json"}
 
@@ -244,6 +244,86 @@ def test_one_straddling_request_is_not_an_early_retry_two_are(profile: Profile) 
         window = Window(snapshot(0, 0, 0), snapshot(1, received, 10))
         data = RunData(rows=[], windows={"6-throttled": window})
         assert verdicts_of(profile, data, "6-throttled")[text] is ok, received
+
+
+def test_a_dead_downstream_gets_no_retry_once_its_tokens_are_at_half(profile: Profile) -> None:
+    """The 4-errors check, with no token earned back: half the tokens, one straddling, no more."""
+    dead = named(profile, "dead")
+    slo = next(s for s in profile.phase(dead).slos if s.check == "retries_max")
+    assert slo.per_sent == 0  # every call fails: no answer earns a token back
+    allowed = int(1 + profile.service.retry_throttle_max_tokens / 2)
+    for retries, ok in ((allowed, True), (allowed + 1, False)):
+        window = Window(snapshot(0, 0, 0), snapshot(1, 1000 + retries, 1000))
+        assert verdicts_of(profile, RunData([], {dead: window}), dead)[slo.text] is ok, retries
+
+
+def hedged_snapshot(t: float, received: int, sent: int) -> Snapshot:
+    """The hedged process's view: its catalog at the fault server's ``hedged-catalog``."""
+    tail = profile_tail(make_profile("quick"))
+    ((route, downstream),) = next(s for s in tail.slos if s.check == "amplification_max").routes
+    views = {downstream: {"outcomes": {"ok": sent}}}
+    return Snapshot(t, fault={route: received}, downstreams=views)
+
+
+def profile_tail(profile: Profile) -> Phase:
+    return profile.phase(named(profile, "tail"))
+
+
+@pytest.mark.parametrize(("worst_ms", "ok"), [(150, True), (160, False)])
+def test_the_tail_phase_wants_p99_cut_to_a_quarter_of_the_tail_latency(
+    profile: Profile, worst_ms: int, ok: bool
+) -> None:
+    tail = profile_tail(profile)
+    slo = next(s for s in tail.slos if s.check == "route_p99_max")
+    assert slo.limit == pytest.approx(0.25 * 0.6)  # 0.25 x the 600 ms tail of the quick profile
+    rows = [row(tail.name, ITEMS, "", {12: 98, worst_ms: 2})]  # the 99th of 100
+    assert verdicts_of(profile, RunData(rows), tail.name)[f"{slo.text}: {ITEMS}"] is ok
+
+
+def test_the_tail_phase_counts_extra_requests_against_the_hedge_budget(profile: Profile) -> None:
+    tail = profile_tail(profile)
+    slo = next(s for s in tail.slos if s.check == "amplification_max")
+    assert slo.limit == pytest.approx(1 + HEDGE_BUDGET_RATIO + profile.limits.hedge_extra_margin)
+    sent = 1000  # ratio + margin, and the burst of 5: 125 extra requests
+    for received, ok in ((1124, True), (1126, False)):
+        window = Window(hedged_snapshot(0, 0, 0), hedged_snapshot(1, received, sent))
+        assert verdicts_of(profile, RunData([], {tail.name: window}), tail.name)[slo.text] is ok
+
+
+def test_the_tail_phase_runs_on_a_hedged_process_and_changes_no_other_phase() -> None:
+    with_variant, without = make_profile("quick"), make_profile("default", variants=False)
+    tail = profile_tail(with_variant)
+    assert tail.variant is not None
+    assert ("HEDGE__ENABLED", "true") in tail.variant.settings
+    adaptive = with_variant.phase(named(with_variant, "adaptive"))
+    assert adaptive.variant is not None
+    assert ("BULKHEAD__ADAPTIVE", "true") in adaptive.variant.settings
+    assert with_variant.variants == (tail.variant, adaptive.variant)
+    assert all(f.route == tail.variant.route("catalog") for f in tail.faults)  # its own paths
+    assert not any(p.name.endswith(("-tail", "-adaptive")) for p in without.phases)
+    assert not without.variants
+    others = [p for p in with_variant.phases if p.variant is None]
+    plain = make_profile("quick", variants=False).phases
+    assert [(p.title, p.slos, p.variant) for p in others] == [
+        (p.title, p.slos, p.variant) for p in plain
+    ]
+
+
+@pytest.mark.parametrize(
+    ("width", "ok"), [(1, False), (2, True), (4, True), (8, True), (9, False), (None, False)]
+)
+def test_the_adaptive_limit_ends_within_twice_the_capacity(
+    profile: Profile, width: int | None, ok: bool
+) -> None:
+    """Capacity 4 in the quick profile: 2..8; the fixed width (10) it starts from fails, and
+    so does a view without the bulkhead's limit."""
+    phase = profile.phase(named(profile, "adaptive"))
+    slo = next(s for s in phase.slos if s.check == "limit_near_capacity")
+    assert slo.limit == 4
+    bulkhead = {} if width is None else {"limit": width}
+    end = Snapshot(2.0, downstreams={"catalog": {"bulkhead": bulkhead}})
+    window = Window(Snapshot(1.0), end)
+    assert verdicts_of(profile, RunData([], {phase.name: window}), phase.name)[slo.text] is ok
 
 
 # -- after the run ------------------------------------------------------------------------------
