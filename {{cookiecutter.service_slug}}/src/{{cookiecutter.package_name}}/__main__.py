@@ -41,11 +41,14 @@ def main() -> int:
 
     try:
         settings = resolve_downstreams(settings, declared.names())
-        # One worker serves the app object; several need an import string each process loads.
-        target = create_app(settings) if settings.workers == 1 else f"{__package__}.app:create_app"
-    except SettingsError as exc:  # create_app reads the OTEL_* variables, too
+        # Built here even when each worker builds its own: create_app reads the OTEL_* variables
+        # too, and a wrong one must stop start-up once, in one line, not crash every worker.
+        app = create_app(settings)
+    except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    # One worker serves the app object; several need an import string each process loads.
+    target = app if settings.workers == 1 else f"{__package__}.app:create_app"
     # uvicorn re-raises SIGTERM once it has shut down gracefully; that is a clean exit, status 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(

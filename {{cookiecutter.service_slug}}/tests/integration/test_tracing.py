@@ -290,3 +290,17 @@ def test_every_worker_exports_its_spans_configured_by_otel_variables(
         assert {r["service.name"] for r, _ in collector.spans} == {SERVICE_NAME}
         names = {name for _, name in collector.spans}
     assert {"GET /items/{item_id}", "catalog GET /items/{item_id}", "GET"} <= names
+
+
+def test_a_wrong_otel_variable_stops_several_workers_once_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each worker builds its own app; the supervisor checks the settings first, so a typo is
+    one line and exit status 2, not a traceback from every worker."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "jaeger")
+    with service_process({"WORKERS": "2", **downstreams_at("http://127.0.0.1:9")}, tmp_path) as svc:
+        assert svc.wait() == 2
+        stderr = svc.stderr()
+    assert stderr.strip().splitlines() == [
+        "configuration error: OTEL_TRACES_EXPORTER='jaeger': use one of otlp, console, none"
+    ]
