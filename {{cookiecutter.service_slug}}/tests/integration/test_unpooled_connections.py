@@ -18,10 +18,10 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]  # no type stubs
 import pytest
 
-from pool_service.downstream import pool_internals
-from pool_service.downstream.cancellation import POOL_LEAKS_ON_CANCEL
-from pool_service.downstream.client import Downstream
-from pool_service.downstream.pool_internals import client_pool, unpooled_open
+from {{ cookiecutter.package_name }}.downstream import pool_internals
+from {{ cookiecutter.package_name }}.downstream.cancellation import POOL_LEAKS_ON_CANCEL
+from {{ cookiecutter.package_name }}.downstream.client import Downstream
+from {{ cookiecutter.package_name }}.downstream.pool_internals import client_pool, unpooled_open
 
 from loadtest.fault_server.harness import RunningFaultServer, serve_in_thread
 from tests.integration.conftest import one_downstream
