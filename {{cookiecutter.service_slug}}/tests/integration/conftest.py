@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,6 +18,7 @@ from {{ cookiecutter.package_name }}.downstream.config import (
     DownstreamSettings,
     ObservabilitySettings,
 )
+from {{ cookiecutter.package_name }}.downstream.httplib import httpx
 from {{ cookiecutter.package_name }}.downstream.registry import open_downstreams
 from {{ cookiecutter.package_name }}.downstreams import declared
 from {{ cookiecutter.package_name }}.settings import load_settings
@@ -103,3 +105,17 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 3.0) -> None:
 def log_events(output: str) -> list[dict[str, Any]]:
     """The JSON log lines in captured output (``log_format="json"``)."""
     return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def hold_one_then_overflow(base_url: str) -> list[int]:
+    """With the catalog's bulkhead one wide and no queue and its calls slow: one call holds the
+    slot, a second is shed. The two statuses, the shed one first."""
+
+    async def two_calls() -> list[int]:
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+            holder = asyncio.ensure_future(client.get("/items/held"))
+            await asyncio.sleep(0.2)
+            shed = await client.get("/items/shed")
+            return [shed.status_code, (await holder).status_code]
+
+    return asyncio.run(two_calls())

@@ -27,7 +27,13 @@ from {{ cookiecutter.package_name }}.downstream.pool_internals import (
 from {{ cookiecutter.package_name }}.log_config import configure_logging
 
 from loadtest.fault_server.harness import RunningFaultServer
-from tests.integration.conftest import downstreams_at, log_events, one_downstream, running_service
+from tests.integration.conftest import (
+    downstreams_at,
+    hold_one_then_overflow,
+    log_events,
+    one_downstream,
+    running_service,
+)
 from tests.integration.service_process import service_process
 
 pytestmark = pytest.mark.slow
@@ -45,15 +51,7 @@ def test_exhaustion_names_the_oldest_call_in_flight(
     fault.set_fault("items", "slow", latency_ms=800)
     bulkhead = {"max_concurrency": 1, "max_queue": 0, "max_wait": 0}
     with running_service(fault, JSON_LOGS, bulkhead=bulkhead) as (url, _):
-
-        async def hold_then_overflow() -> list[int]:
-            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-                holder = asyncio.ensure_future(client.get("/items/held"))
-                await asyncio.sleep(0.2)
-                shed = await client.get("/items/shed")
-                return [shed.status_code, (await holder).status_code]
-
-        assert asyncio.run(hold_then_overflow()) == [503, 200]
+        assert hold_one_then_overflow(url) == [503, 200]
     [exhausted] = named(log_events(capsys.readouterr().out), "downstream.pool.exhausted")
     assert exhausted["downstream"] == "catalog"
     assert exhausted["cause"] == "bulkhead_queue_full"

@@ -6,7 +6,6 @@ workers exporting OTLP/HTTP, configured by ``OTEL_*`` alone, to a small collecto
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import http.server
 import threading
@@ -35,7 +34,7 @@ from {{ cookiecutter.package_name }}.settings import load_settings
 from {{ cookiecutter.package_name }}.telemetry import RedactQuery, Telemetry
 
 from loadtest.fault_server.harness import RunningFaultServer
-from tests.integration.conftest import downstreams_at, log_events
+from tests.integration.conftest import downstreams_at, hold_one_then_overflow, log_events
 from tests.integration.service_process import service_process
 from tests.live import serve
 
@@ -203,15 +202,7 @@ def test_a_shed_call_says_why(fault: RunningFaultServer, exporter: InMemorySpanE
     fault.set_fault("items", "slow", latency_ms=800)
     bulkhead = {"max_concurrency": 1, "max_queue": 0, "max_wait": 0}
     with traced_service(fault, exporter, bulkhead=bulkhead) as url:
-
-        async def hold_then_overflow() -> list[int]:
-            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-                holder = asyncio.ensure_future(client.get("/items/held"))
-                await asyncio.sleep(0.2)
-                shed = await client.get("/items/shed")
-                return [shed.status_code, (await holder).status_code]
-
-        assert asyncio.run(hold_then_overflow()) == [503, 200]
+        assert hold_one_then_overflow(url) == [503, 200]
     calls = [s for s in exporter.get_finished_spans() if s.name.startswith("catalog ")]
     [shed] = [s for s in calls if s.attributes and "downstream.refused" in s.attributes]
     assert shed.attributes is not None
