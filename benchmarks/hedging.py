@@ -37,6 +37,7 @@ async def one_round(
 ) -> tuple[list[float], int, int]:
     config = importlib.import_module(f"{package}.downstream.config")
     registry = importlib.import_module(f"{package}.downstream.registry")
+    views = importlib.import_module(f"{package}.downstream.views")
     settings = config.DownstreamSettings.model_validate(
         {
             **transport,
@@ -62,7 +63,7 @@ async def one_round(
                 latencies.append(time.perf_counter() - started)
 
         await asyncio.gather(*(caller() for _ in range(concurrency)))
-        view = catalog.describe()
+        view = views.describe(catalog)
     hedging = view["hedging"]
     retries = sum(view["retry_budget"]["retries_by_reason"].values())
     return sorted(latencies), (hedging["sent"] if hedging else 0), retries
