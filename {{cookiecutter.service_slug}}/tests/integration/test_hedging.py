@@ -62,16 +62,22 @@ async def call_until(catalog: Downstream, calls: int, *, hedges: int = 0) -> int
 async def test_slow_answers_are_hedged_within_the_budget(
     any_transport: tuple[RunningFaultServer, Any],
 ) -> None:
+    """Retries are on, and counted apart: over HTTP/2 a connection the server drops under the
+    cancelled losers' streams (seen once in CI: ReadError on every stream of it) fails the
+    calls on it, and the layer retries them, as in production."""
     fault, transport = any_transport
     fault.set_fault("items", "tail", latency_ms=2, tail_rate=0.2, tail_latency_ms=1000)
-    async with one_downstream(fault.base_url, **SETTINGS, **transport) as catalog:
+    settings = {**SETTINGS, "retry": {}}
+    async with one_downstream(fault.base_url, **settings, **transport) as catalog:
         calls = await call_until(catalog, 200)
-        view = describe(catalog)["hedging"]
+        debug_view = describe(catalog)
         assert catalog.bulkhead.in_flight == 0
+    view = debug_view["hedging"]
+    retries = sum(debug_view["retry_budget"]["retries_by_reason"].values())
     received = fault.stats()["items"]
     assert view["results"].get("won", 0) > 0, view  # hedges answered before slow first attempts
     assert 0 < view["sent"] <= RATIO * calls + BUDGET_BURST, view
-    assert calls <= received <= calls + view["sent"], (received, view)
+    assert calls <= received <= calls + view["sent"] + retries, (received, view, retries)
 
 
 @pytest.mark.anyio
