@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import h2.exceptions
 import h2.settings
 from hypercorn.config import Config
 
@@ -116,9 +117,12 @@ class DataPortFaults:
         if not changed:
             return
         for protocol in self._listener.connections.http2_protocols():
-            protocol.connection.update_settings(
-                {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams}
-            )
+            try:
+                protocol.connection.update_settings(
+                    {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams}
+                )
+            except h2.exceptions.ProtocolError:
+                continue  # closed (GOAWAY sent or received) but not yet forgotten: nothing to tell
             await protocol._flush()  # hypercorn's own way of putting h2's output on the wire
 
 
