@@ -658,7 +658,9 @@ QUICK_SHAPE: Final = Shape(
         "streams": 5,
         "goaway": 4,
         "malformed": 3,
-        "truncated": 3,
+        # Starts with the breaker malformed opened: it must outlast BREAKER__OPEN_DURATION_MAX
+        # and one probe's retries, or no verdict lands inside it and nothing is counted.
+        "truncated": 5,
         "reset-stream": 3,
         "bad-head": 3,
         "dead": 3,
