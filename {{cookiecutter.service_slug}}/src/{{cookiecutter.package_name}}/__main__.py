@@ -11,19 +11,23 @@ import tempfile
 import uvicorn
 
 from .log_config import configure_logging, wants_json
-from .settings import SettingsError, load_settings, resolve_downstreams
+from .settings import Settings, SettingsError, load_settings, resolve_downstreams
 
 
-def use_multiprocess_metrics() -> None:
+def use_multiprocess_metrics() -> str | None:
     """Point prometheus_client at a fresh directory shared by the workers.
 
     It must happen before anything imports prometheus_client, which reads the variable at import.
+    Returns the directory when this process made it, for ``main`` to remove at exit (otherwise
+    every start leaves one behind in /tmp, an emptyDir that outlives container restarts).
     """
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
         os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    else:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prometheus-")
+        return None
+    made = tempfile.mkdtemp(prefix="prometheus-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+    return made
 
 
 def main() -> int:
@@ -33,8 +37,16 @@ def main() -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)
-    if settings.workers > 1:
-        use_multiprocess_metrics()
+    metrics_dir = use_multiprocess_metrics() if settings.workers > 1 else None
+    try:
+        return serve(settings)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def serve(settings: Settings) -> int:
+    """Build the app once (a wrong setting stops start-up here, in one line), then serve."""
     # Only now: declaring downstreams imports the client stack, and with it prometheus_client.
     from .app import create_app
     from .downstreams import declared

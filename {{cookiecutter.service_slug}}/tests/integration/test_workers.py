@@ -48,6 +48,14 @@ def worker_pids(service: ServiceProcess) -> list[int]:
     ]
 
 
+def metrics_dir_of(pid: int) -> Path:
+    """The ``PROMETHEUS_MULTIPROC_DIR`` a worker was started with (the supervisor made it)."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    found = [v for v in environ if v.startswith(b"PROMETHEUS_MULTIPROC_DIR=")]
+    assert found, "the worker has no PROMETHEUS_MULTIPROC_DIR"
+    return Path(found[0].split(b"=", 1)[1].decode())
+
+
 def socket_inodes(pid: int) -> set[int]:
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
@@ -101,6 +109,8 @@ def test_two_workers_both_serve_and_stop_on_sigterm(
         service.wait_until_ready()
         workers = worker_pids(service)
         assert len(workers) == WORKERS, workers
+        metrics_dir = metrics_dir_of(workers[0])
+        assert metrics_dir.is_dir()
 
         # The kernel hands each new connection to whichever worker accepts first: keep asking
         # until both have answered (bounded in requests and in time).
@@ -130,6 +140,7 @@ def test_two_workers_both_serve_and_stop_on_sigterm(
     assert last.status_code == 200
     assert exit_code == 0, service.stderr()
     assert survivors == []
+    assert not metrics_dir.exists()  # made at start-up, removed at exit: none left in /tmp
     assert errors_logged(service) == []
     assert "Traceback" not in service.stderr()
     ready_events = [e for e in service.log_events() if e["event"] == "service.ready"]
