@@ -24,6 +24,7 @@ OPTION_PATHS: dict[str, tuple[str, ...]] = {
     "opentelemetry": (
         "src/{{ cookiecutter.package_name }}/telemetry.py",
         "tests/integration/test_tracing.py",
+        "loadtest/collector.py",
         "tests/unit/test_telemetry.py",
     ),
 }

@@ -14,6 +14,10 @@ A service started with ``--service-command`` gets its port and the fault server'
 With ``--target`` the fault server listens on ``--fault-port`` (8001: where the service's
 downstreams point by default); the SLO limits assume the profile's service settings, so start
 that service with the variables ``--print-service-env`` prints.
+
+``--traces`` points the service's OpenTelemetry exporter at a receiver in this process
+(``collector.py``): every span goes to the run's ``traces.jsonl``, and the run ends naming one
+shed call's trace. Tracing costs the service CPU, so the gate is not the point of such a run.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import ipaddress
 import json
 import os
@@ -107,6 +112,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Profile]
         help=f"override an SLO limit; names: {', '.join(limit_names())}",
     )
     parser.add_argument(
+        "--traces",
+        action="store_true",
+        help="export the service's spans to a receiver here, written to the run's traces.jsonl",
+    )
+    parser.add_argument(
         "--report-dir", type=Path, default=PROJECT_ROOT / "loadtest" / "reports", help="parent dir"
     )
     args = parser.parse_args(argv)
@@ -114,6 +124,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Profile]
         parser.error("--workers must be >= 1")
     if args.target and not _is_loopback(args.target):
         parser.error(f"--target must be on this machine (127.0.0.1, ::1); got {args.target!r}")
+    if args.traces and args.target:
+        parser.error("--traces sets the service's OTEL_* variables: not for a --target service")
+    if args.traces and importlib.util.find_spec("loadtest.collector") is None:
+        parser.error("--traces needs OpenTelemetry: this service was baked with opentelemetry=no")
     try:
         args.limits = dict(_limit(item) for item in args.limit)
         # A variant's process is started like the service: not possible for one started elsewhere.
@@ -152,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, value in settings.items():
             print(f"{name}={value}")
         return 0
+    # Imported by name: a bake with opentelemetry=no has no collector module at all.
+    tracing = importlib.import_module("loadtest.collector") if args.traces else None
     run_dir = new_run_dir(args.report_dir, profile.name)
     print(f"loadtest: profile {profile.name} ({profile.seconds:.0f} s of phases), report {run_dir}")
     started = time.monotonic()
@@ -160,7 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             fault = start_fault_server(stack, args, run_dir)
             variants = launch_variants(stack, args, profile, fault.url, run_dir)
-            service = start_service(stack, args, profile, fault.url, run_dir)
+            # Before the service, so it closes after the service has flushed its last spans.
+            otel_env = tracing.start(stack, run_dir) if tracing is not None else {}
+            service = start_service(stack, args, profile, fault.url, run_dir, otel_env)
             variant_urls = wait_for_variants(variants)
             sampler = Sampler(service.url, service.pid, run_dir / "timeline.jsonl")
             sampler.start()
@@ -176,7 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (StartupError, DiscoveryError) as error:
             print(f"loadtest: {error}", file=sys.stderr)
             return 2
-    return finish(run_dir, outcome, time.monotonic() - started)
+    status = finish(run_dir, outcome, time.monotonic() - started)
+    if tracing is not None:
+        tracing.print_report(run_dir)
+    return status
 
 
 def finish(run_dir: Path, outcome: Outcome, seconds: float) -> int:
@@ -309,6 +330,7 @@ def start_service(
     profile: Profile,
     fault_url: str,
     run_dir: Path,
+    extra_env: dict[str, str],
 ) -> Service:
     if args.target:
         url = args.target.rstrip("/")
@@ -324,6 +346,7 @@ def start_service(
         env = child_env(LOADTEST_PORT=str(port), LOADTEST_DOWNSTREAM_URL=fault_url)
     else:
         argv, env = package_command(args, profile, port, fault_url, run_dir)
+    env.update(extra_env)
     child = processes.start(
         "service", argv, env=env, cwd=run_dir, log_path=run_dir / probes.SERVICE_LOG
     )

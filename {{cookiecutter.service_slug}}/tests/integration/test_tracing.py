@@ -1,14 +1,14 @@
 """OpenTelemetry against real servers: the span tree of a request, retries, sheds, propagation.
 
-In-process tests read an in-memory exporter; the worker test runs ``python -m`` with two
-workers exporting OTLP/HTTP, configured by ``OTEL_*`` alone, to a small collector in this test.
+In-process tests read an in-memory exporter; the process tests run ``python -m`` (two workers,
+or one with a shed call) exporting OTLP/HTTP, configured by ``OTEL_*`` alone, to the load test's
+own receiver (``loadtest/collector.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
-import http.server
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,10 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -33,6 +29,8 @@ from {{ cookiecutter.package_name }}.downstreams import declared
 from {{ cookiecutter.package_name }}.settings import load_settings
 from {{ cookiecutter.package_name }}.telemetry import RedactQuery, Telemetry
 
+from loadtest import collector
+from loadtest.collector import TraceCollector, read_spans
 from loadtest.fault_server.harness import RunningFaultServer
 from tests.integration.conftest import downstreams_at, hold_one_then_overflow, log_events
 from tests.integration.service_process import service_process
@@ -212,47 +210,12 @@ def test_a_shed_call_says_why(fault: RunningFaultServer, exporter: InMemorySpanE
     assert children(list(exporter.get_finished_spans()), shed) == []  # no attempt was made
 
 
-class Collector(http.server.ThreadingHTTPServer):
-    """An OTLP/HTTP trace receiver on 127.0.0.1: keeps every span's resource attributes."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), CollectorHandler)
-        self.spans: list[tuple[dict[str, Any], str]] = []  # (resource attributes, span name)
-        self.lock = threading.Lock()
-
-
-class CollectorHandler(http.server.BaseHTTPRequestHandler):
-    server: Collector
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["content-length"]))
-        export = ExportTraceServiceRequest.FromString(body)
-        with self.server.lock:
-            for resource_spans in export.resource_spans:
-                attributes = {
-                    a.key: a.value.string_value or a.value.int_value
-                    for a in resource_spans.resource.attributes
-                }
-                for scope in resource_spans.scope_spans:
-                    self.server.spans.extend((attributes, span.name) for span in scope.spans)
-        answer = ExportTraceServiceResponse().SerializeToString()
-        self.send_response(200)
-        self.send_header("content-type", "application/x-protobuf")
-        self.send_header("content-length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 def test_every_worker_exports_its_spans_configured_by_otel_variables(
     fault: RunningFaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    collector = Collector()
-    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    collector = TraceCollector(tmp_path / "traces.jsonl").start()
     otel = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
         "OTEL_BSP_SCHEDULE_DELAY": "50",
         "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "process",
     }
@@ -270,17 +233,48 @@ def test_every_worker_exports_its_spans_configured_by_otel_variables(
                 assert connection.getresponse().status == 200
                 connection.close()
                 time.sleep(0.05)
-                with collector.lock:
-                    pids = {r["process.pid"] for r, name in collector.spans if "catalog" in name}
+                spans = read_spans(collector.path)
+                pids = {s["resource"]["process.pid"] for s in spans if "catalog" in s["name"]}
             service.terminate()
             assert service.wait() == 0
     finally:
-        collector.shutdown()
-    assert len(pids) == 2, collector.spans[-5:]
-    with collector.lock:
-        assert {r["service.name"] for r, _ in collector.spans} == {SERVICE_NAME}
-        names = {name for _, name in collector.spans}
+        collector.close()
+    spans = read_spans(collector.path)
+    assert len(pids) == 2, spans[-5:]
+    assert {s["resource"]["service.name"] for s in spans} == {SERVICE_NAME}
+    names = {s["name"] for s in spans}
     assert {"GET /items/{item_id}", "catalog GET /items/{item_id}", "GET"} <= names
+
+
+def test_the_load_test_receiver_shows_a_shed_calls_trace_as_a_tree(
+    fault: RunningFaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``python -m loadtest --traces`` does, on one shed call: the service exports with the
+    variables ``collector.start`` gives it, and the shed call's trace reads back as a tree."""
+    fault.set_fault("items", "slow", latency_ms=800)
+    with contextlib.ExitStack() as stack:
+        for name, value in collector.start(stack, tmp_path).items():
+            monkeypatch.setenv(name, value)
+        settings = {
+            **downstreams_at(fault.base_url),
+            "DOWNSTREAMS__CATALOG__BULKHEAD__MAX_CONCURRENCY": "1",
+            "DOWNSTREAMS__CATALOG__BULKHEAD__MAX_QUEUE": "0",
+            "DOWNSTREAMS__CATALOG__BULKHEAD__MAX_WAIT": "0",
+        }
+        with service_process(settings, tmp_path) as service:
+            service.wait_until_ready()
+            assert hold_one_then_overflow(service.base_url) == [503, 200]
+            service.terminate()
+            assert service.wait() == 0  # shutting down flushes the last spans
+    spans = read_spans(tmp_path / collector.TRACES_FILE)
+    shed = collector.refused_trace(spans)
+    assert shed is not None, [s["name"] for s in spans]
+    assert "calls refused before any attempt: bulkhead_queue_full 1" in collector.summary(spans)
+    tree = collector.trace_tree(spans, shed)
+    assert tree[0].startswith("GET /items/{item_id} ")  # the inbound span is the root
+    assert tree[1].startswith("  catalog GET /items/{item_id} ")  # the call, under it
+    assert "downstream.refused=bulkhead_queue_full" in tree[1]
+    assert len(tree) == 2  # refused before any attempt: no attempt span
 
 
 def test_a_wrong_otel_variable_stops_several_workers_once_in_one_line(
