@@ -33,7 +33,7 @@ lint: install ## ruff; zizmor and schemas on both workflow sets; hadolint and ba
 demo: install ## Bake the defaults into build/demo, install, test, serve /healthz, stop
 	$(BIN)/python scripts/demo.py
 
-bench: install ## Measure the baked service against a bare shared client (~8 min; BENCH_ARGS=--quick)
+bench: install ## Measure the baked service against a bare shared client (~9 min; BENCH_ARGS=--quick)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean: ## Remove the environment and build outputs

@@ -228,6 +228,11 @@ def main() -> int:
     except BaseException:
         progress(f"benchmark failed; logs of the servers are in {workdir}")
         raise
+    if plan is FULL:  # the tracing cost is a figure of make bench too (results/tracing.md)
+        tracing_dir = workdir / "tracing"
+        tracing_dir.mkdir()
+        with running([]) as tracing_servers:
+            run_tracing(plan, pinning, tracing_dir, tracing_servers, args.out, progress)
     if not args.keep:
         remove_tree(workdir)
     result["finished_at"] = now()
@@ -235,7 +240,8 @@ def main() -> int:
     result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     json_path, md_path = report.write(result, args.out)
     print(report.render(result, with_analysis=False))
-    print(f"\nwrote {md_path} and {json_path} in {result['duration_seconds']:.0f} s")
+    print(f"\nwrote {md_path}, {json_path} and {args.out / 'tracing.md'}", end="")
+    print(f" in {result['duration_seconds']:.0f} s")
     return 0
 
 
