@@ -22,8 +22,9 @@ import http.server
 import json
 import sys
 import threading
-from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -123,12 +124,11 @@ def start(stack: contextlib.ExitStack, run_dir: Path) -> dict[str, str]:
 def print_report(run_dir: Path) -> None:
     """What the run's traces hold, and the command that shows one refused call's trace."""
     path = run_dir / TRACES_FILE
-    spans = read_spans(path) if path.exists() else []
+    found = summarize(iter_spans(path)) if path.exists() else Summary()
     print(f"\ntraces: {path}")
-    print("\n".join(f"  {line}" for line in summary(spans)))
-    example = refused_trace(spans)
-    if example is not None:
-        print(f"  see it: python -m loadtest.collector {path} {example}")
+    print("\n".join(f"  {line}" for line in found.lines()))
+    if found.example is not None:
+        print(f"  see it: python -m loadtest.collector {path} {found.example}")
 
 
 def span_records(export: ExportTraceServiceRequest) -> Iterator[dict[str, Any]]:
@@ -166,36 +166,54 @@ def value_of(value: AnyValue) -> Any:
     return getattr(value, kind) if kind else None
 
 
-def read_spans(path: Path) -> list[dict[str, Any]]:
+def iter_spans(path: Path) -> Iterator[dict[str, Any]]:
+    """A ``traces.jsonl``'s spans one at a time: a long run's file need not fit in memory."""
     with path.open(encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines if line.strip()]
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
 
 
-def refused_trace(spans: Sequence[dict[str, Any]]) -> str | None:
-    """The trace id of one call the bulkhead shed, else of one refused otherwise (breaker,
-    retry budget): the first is what a pool-exhaustion run is about."""
-    refused = [s for s in spans if REFUSED in s["attributes"]]
-    shed = [s for s in refused if str(s["attributes"][REFUSED]).startswith("bulkhead")]
-    return next((s["trace_id"] for s in shed or refused), None)
+@dataclass
+class Summary:
+    """What a run's traces hold, counted in one pass."""
+
+    spans: int = 0
+    trace_ids: set[str] = field(default_factory=set)
+    refused: Counter[str] = field(default_factory=Counter)
+    shed_example: str | None = None  # a call the bulkhead shed: what a pool-exhaustion run is about
+    refused_example: str | None = None  # else one refused otherwise (breaker, retry budget)
+
+    @property
+    def example(self) -> str | None:
+        return self.shed_example or self.refused_example
+
+    def lines(self) -> list[str]:
+        lines = [f"{self.spans} spans in {len(self.trace_ids)} traces"]
+        if self.refused:
+            counts = ", ".join(f"{reason} {n}" for reason, n in sorted(self.refused.items()))
+            lines.append(f"calls refused before any attempt: {counts}")
+        if self.example is not None:
+            lines.append(f"one shed (or refused) call's trace: {self.example}")
+        return lines
 
 
-def summary(spans: Sequence[dict[str, Any]]) -> list[str]:
-    traces = {s["trace_id"] for s in spans}
-    refused: dict[str, int] = defaultdict(int)
+def summarize(spans: Iterable[dict[str, Any]]) -> Summary:
+    found = Summary()
     for span in spans:
-        if REFUSED in span["attributes"]:
-            refused[span["attributes"][REFUSED]] += 1
-    lines = [f"{len(spans)} spans in {len(traces)} traces"]
-    if refused:
-        counts = ", ".join(f"{reason} {n}" for reason, n in sorted(refused.items()))
-        lines.append(f"calls refused before any attempt: {counts}")
-    example = refused_trace(spans)
-    if example is not None:
-        lines.append(f"one shed (or refused) call's trace: {example}")
-    return lines
+        found.spans += 1
+        found.trace_ids.add(span["trace_id"])
+        reason = span["attributes"].get(REFUSED)
+        if reason is None:
+            continue
+        found.refused[reason] += 1
+        found.refused_example = found.refused_example or span["trace_id"]
+        if str(reason).startswith("bulkhead"):
+            found.shed_example = found.shed_example or span["trace_id"]
+    return found
 
 
-def trace_tree(spans: Sequence[dict[str, Any]], trace_id: str) -> list[str]:
+def trace_tree(spans: Iterable[dict[str, Any]], trace_id: str) -> list[str]:
     """One trace as an indented tree: name, duration, status and the attributes that tell why."""
     mine = sorted((s for s in spans if s["trace_id"] == trace_id), key=lambda s: s["start_ns"])
     ids = {s["span_id"] for s in mine}
@@ -224,8 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("traces", type=Path, help=f"a run's {TRACES_FILE}")
     parser.add_argument("trace_id", nargs="?", help="print this trace as a tree")
     args = parser.parse_args(argv)
-    spans = read_spans(args.traces)
-    lines = trace_tree(spans, args.trace_id) if args.trace_id else summary(spans)
+    spans = iter_spans(args.traces)
+    lines = trace_tree(spans, args.trace_id) if args.trace_id else summarize(spans).lines()
     if not lines:
         print(f"no span of trace {args.trace_id} in {args.traces}", file=sys.stderr)
         return 1

@@ -30,7 +30,7 @@ from {{ cookiecutter.package_name }}.settings import load_settings
 from {{ cookiecutter.package_name }}.telemetry import RedactQuery, Telemetry
 
 from loadtest import collector
-from loadtest.collector import TraceCollector, read_spans
+from loadtest.collector import TraceCollector, iter_spans
 from loadtest.fault_server.harness import RunningFaultServer
 from tests.integration.conftest import downstreams_at, hold_one_then_overflow, log_events
 from tests.integration.service_process import service_process
@@ -233,13 +233,13 @@ def test_every_worker_exports_its_spans_configured_by_otel_variables(
                 assert connection.getresponse().status == 200
                 connection.close()
                 time.sleep(0.05)
-                spans = read_spans(collector.path)
+                spans = list(iter_spans(collector.path))
                 pids = {s["resource"]["process.pid"] for s in spans if "catalog" in s["name"]}
             service.terminate()
             assert service.wait() == 0
     finally:
         collector.close()
-    spans = read_spans(collector.path)
+    spans = list(iter_spans(collector.path))
     assert len(pids) == 2, spans[-5:]
     assert {s["resource"]["service.name"] for s in spans} == {SERVICE_NAME}
     names = {s["name"] for s in spans}
@@ -266,11 +266,11 @@ def test_the_load_test_receiver_shows_a_shed_calls_trace_as_a_tree(
             assert hold_one_then_overflow(service.base_url) == [503, 200]
             service.terminate()
             assert service.wait() == 0  # shutting down flushes the last spans
-    spans = read_spans(tmp_path / collector.TRACES_FILE)
-    shed = collector.refused_trace(spans)
-    assert shed is not None, [s["name"] for s in spans]
-    assert "calls refused before any attempt: bulkhead_queue_full 1" in collector.summary(spans)
-    tree = collector.trace_tree(spans, shed)
+    spans = list(iter_spans(tmp_path / collector.TRACES_FILE))
+    found = collector.summarize(spans)
+    assert found.example is not None, [s["name"] for s in spans]
+    assert "calls refused before any attempt: bulkhead_queue_full 1" in found.lines()
+    tree = collector.trace_tree(spans, found.example)
     assert tree[0].startswith("GET /items/{item_id} ")  # the inbound span is the root
     assert tree[1].startswith("  catalog GET /items/{item_id} ")  # the call, under it
     assert "downstream.refused=bulkhead_queue_full" in tree[1]
