@@ -22,7 +22,7 @@ $(VENV)/.installed: requirements-dev.txt | $(BIN)/uv
 install: $(VENV)/.installed ## Create .venv from the system Python with the template's tools
 
 test: install ## The template's whole test suite: hooks, the bake matrix, each bake's own tests
-	$(BIN)/python -m pytest -ra tests
+	$(BIN)/python -m pytest -ra --durations=15 tests
 
 lint: install ## ruff; zizmor and schemas on both workflow sets; hadolint and bandit on a bake
 	$(BIN)/ruff check hooks tests scripts benchmarks
