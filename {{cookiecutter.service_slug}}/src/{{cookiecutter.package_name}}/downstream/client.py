@@ -16,15 +16,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from . import views
-from .admission import Admission, Ticket
+from .admission import Admission
 from .attempts import Attempts
 from .breaker import BreakerState, CircuitBreaker, is_failure_status
 from .budget import RetryBudget
@@ -47,6 +47,7 @@ from .request_builder import RequestBuilder
 from .retry import RetryPolicy
 from .retry_tokens import RetryTokens
 from .spans import NO_SPANS, Spans
+from .streaming import open_stream
 from .urls import DEFAULT_PORTS, PathBuilder
 
 ResultT = TypeVar("ResultT")
@@ -208,8 +209,7 @@ class Downstream:
     async def get_json(self, path: str, *, model: type[ModelT], **kwargs: Any) -> ModelT:
         return await self.request_json("GET", path, model=model, **kwargs)
 
-    @asynccontextmanager
-    async def stream(
+    def stream(
         self,
         method: str,
         path: str,
@@ -217,42 +217,12 @@ class Downstream:
         path_params: Mapping[str, object] | None = None,
         params: Mapping[str, str | int | float] | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> AsyncIterator[httpx.Response]:
-        """A streamed response, closed when the block exits (one attempt, no retries).
-
-        The bulkhead slot is held until the block exits: a slow reader holds pool capacity,
-        exactly as its connection does. The verdict is the response head's.
-        """
-        method = method.upper()
-        request_path = self.paths.build(path, path_params)
-        deadline = call_deadline(self.settings.deadline_seconds, time.monotonic())
-        opened = self.open_streams.open(method, path, depth=3)
-        try:
-            ticket = await self.admission.admit(method, path)
-            try:
-                request = self._build_request(method, request_path, params=params, headers=headers)
-                attempts = self.attempts
-                attempts.prepare(request, deadline)
-                try:
-                    async with attempts.backstop(deadline):
-                        response = await attempts.send_once(request, None)
-                except (httpx.HTTPError, TimeoutError) as exc:
-                    raise attempts.failure(exc) from None
-                try:
-                    self._judge(ticket, response)
-                    yield response
-                finally:
-                    await attempts.close_checked(response)  # the block may end in a cancellation
-            except BaseException as exc:
-                ticket.settle_error(exc)  # a no-op once the head was judged
-                raise
-            finally:
-                ticket.release()
-        except GeneratorExit:  # the context was dropped unexited and collected
-            self.instruments.leaked("garbage_collected", opened)
-            raise
-        finally:
-            self.open_streams.close(opened)
+    ) -> AbstractAsyncContextManager[httpx.Response]:
+        """A streamed response, closed when the ``async with`` block exits (one attempt, no
+        retries); the bulkhead slot is held until then (``streaming``)."""
+        return open_stream(
+            self, method, path, path_params=path_params, params=params, headers=headers
+        )
 
     async def aclose(self, drain_seconds: float) -> None:
         """Wait (bounded) for calls in flight to finish, then close the pool."""
@@ -292,7 +262,7 @@ class Downstream:
             raise DownstreamTimeout(self.name, "the request's deadline had already passed")
         ticket = await self.admission.admit(method, path)  # sheds and open breakers fail here
         try:
-            request = self._build_request(method, request_path, **options)
+            request = self.build_request(method, request_path, **options)
             response = await self.attempts.send(request, deadline, ticket.call)
             if is_failure_status(response.status_code):
                 ticket.failed("error", status=response.status_code)
@@ -306,14 +276,7 @@ class Downstream:
             ticket.release()
         return result
 
-    def _judge(self, ticket: Ticket, response: httpx.Response) -> None:
-        """A stream's verdict, on its head: 5xx and 429 fail, any other status is an answer."""
-        if is_failure_status(response.status_code):
-            ticket.failed("error", status=response.status_code)
-            raise for_status(self.name, response)
-        ticket.succeeded()
-
-    def _build_request(self, method: str, request_path: str, **options: Any) -> httpx.Request:
+    def build_request(self, method: str, request_path: str, **options: Any) -> httpx.Request:
         """Build the httpx request and prove it stays on this downstream's origin and base path."""
         request = self.requests.build(method, request_path, **options)
         url = request.url
