@@ -19,7 +19,13 @@ import contextvars
 from collections.abc import Awaitable, Callable
 
 from .breaker import BreakerState, CircuitBreaker
-from .errors import DownstreamError, DownstreamUnavailable
+from .errors import DownstreamError
+
+#: 503s of a probe that never reached the downstream: callers hold the half-open permits, the
+#: bulkhead or the pool, and their verdicts decide. A probe answered 503 ``retry_budget`` or
+#: ``throttled`` was sent and failed: it counts, and stopping there would leave the breaker
+#: half-open with nobody left to probe it.
+NOT_SENT = frozenset({"breaker_open", "shed", "pool_exhausted"})
 
 
 class HealthProbe:
@@ -32,24 +38,30 @@ class HealthProbe:
         self._probe = probe
         self._most = most  # HALF_OPEN_CALLS: the breaker decides on that many verdicts
         self._task: asyncio.Task[None] | None = None
+        self._pending = False  # a half-open period began that no round has probed yet
 
     def start(self) -> None:
         """Called on entering half-open, from a timer or within a call. The probe runs in an
-        empty context: a caller's deadline and request id are not the probe's."""
+        empty context: a caller's deadline and request id are not the probe's. A period that
+        begins while the last one's probe is still out gets a round of its own after it."""
+        self._pending = True
         if self._task is None or self._task.done():
             loop = asyncio.get_running_loop()
             self._task = loop.create_task(self._run(), context=contextvars.Context())
 
     async def _run(self) -> None:
+        while self._pending:
+            self._pending = False
+            await self._round()
+
+    async def _round(self) -> None:
         for _ in range(self._most):
             if self._breaker.state is not BreakerState.HALF_OPEN:
                 return
             try:
                 await self._probe()
-            except DownstreamUnavailable:
-                return  # not sent: callers hold the permits (their verdicts decide) or the budget
             except DownstreamError as exc:
-                if exc.verdict != "failed":
+                if exc.reason in NOT_SENT or exc.verdict != "failed":
                     return  # nothing the breaker counts: another try would learn nothing
 
     async def aclose(self) -> None:
