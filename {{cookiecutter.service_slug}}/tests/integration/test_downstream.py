@@ -238,10 +238,11 @@ def test_with_a_probe_path_a_quiet_breaker_closes_before_traffic_returns(
         view = httpx.get(f"{url}/debug/downstreams").json()["catalog"]
     assert view["breaker"]["state"] == "closed"
     assert fault.stats()["items"] == callers_calls  # no caller since: the probes closed it
-    # HALF_OPEN_CALLS verdicts, one at a time. Only a probe can have succeeded (every caller's
-    # call failed), so the service's own count says it; the fault server's cannot, as probes
+    # Three verdicts close it with at most one failure (the clear may land mid-period, after a
+    # probe failed): at least two probes succeeded. Only a probe can have (every caller's call
+    # failed), so the service's own count says it; the fault server's cannot, as probes
     # failing before the clear and succeeding after it are all "healthz" there.
-    assert view["outcomes"]["ok"] == 3, view["outcomes"]
+    assert view["outcomes"]["ok"] >= 2, view["outcomes"]
     changes = [
         (event["old"], event["new"])
         for event in log_events(capsys.readouterr().out)
