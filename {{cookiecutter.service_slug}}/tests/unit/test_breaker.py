@@ -16,21 +16,10 @@ from {{ cookiecutter.package_name }}.downstream.breaker import (
 )
 from {{ cookiecutter.package_name }}.downstream.config import BreakerSettings
 
+from tests.unit.clocks import FakeClock
+
 FAST = 0.01  # a call duration well under slow_call_duration
 SLOW = 5.0  # a call duration well over it
-
-
-class FakeClock:
-    """Time that moves only when the test says so."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 # Small numbers so each test reads on its own; the service's defaults are BreakerSettings().

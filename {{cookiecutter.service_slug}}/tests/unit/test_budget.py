@@ -10,18 +10,7 @@ from {{ cookiecutter.package_name }}.downstream.budget import (
 )
 from {{ cookiecutter.package_name }}.downstream.config import RetrySettings
 
-
-class FakeClock:
-    """Time that moves only when the test says so."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.unit.clocks import FakeClock
 
 
 def withdraw_all(budget: RetryBudget, limit: int = 10_000) -> int:

@@ -14,15 +14,9 @@ from {{ cookiecutter.package_name }}.downstream.concurrency_limit import (
     AdaptiveLimit,
 )
 
+from tests.unit.clocks import FakeClock
+
 BASE_RTT = 0.02
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def congested_rtt(in_flight: int, capacity: int) -> float:
@@ -33,7 +27,7 @@ def congested_rtt(in_flight: int, capacity: int) -> float:
 
 def drive(
     limit: AdaptiveLimit,
-    clock: Clock,
+    clock: FakeClock,
     capacity: Callable[[float], int],
     until: float,
     *,
@@ -57,8 +51,8 @@ def limit_at(trace: list[tuple[float, int]], when: float) -> int:
     return next(value for at, value in trace if at >= when)
 
 
-def new_limit(minimum: int = 1, maximum: int = 64) -> tuple[AdaptiveLimit, Clock]:
-    clock = Clock()
+def new_limit(minimum: int = 1, maximum: int = 64) -> tuple[AdaptiveLimit, FakeClock]:
+    clock = FakeClock(start=0.0)
     return AdaptiveLimit(minimum, maximum, clock=clock), clock
 
 
@@ -106,7 +100,7 @@ def test_a_downstream_slower_for_good_gets_its_width_back_within_the_baseline_ho
 
 def feed_window(
     limit: AdaptiveLimit,
-    clock: Clock,
+    clock: FakeClock,
     rtt: float,
     in_flight: int,
     *,
@@ -124,7 +118,7 @@ def feed_window(
             limit.on_sample(rtt, in_flight)
 
 
-def settle_baseline(limit: AdaptiveLimit, clock: Clock) -> None:
+def settle_baseline(limit: AdaptiveLimit, clock: FakeClock) -> None:
     """Windows at the base RTT."""
     for _ in range(2):
         feed_window(limit, clock, BASE_RTT, in_flight=limit.limit)

@@ -26,6 +26,8 @@ from {{ cookiecutter.package_name }}.downstream.failures import (
 from {{ cookiecutter.package_name }}.downstream.health_probe import HealthProbe
 from {{ cookiecutter.package_name }}.downstream.httplib import httpx
 
+from tests.unit.clocks import FakeClock
+
 NAME = "catalog"
 HALF_OPEN_CALLS = 3
 CONFIG = BreakerSettings(
@@ -33,14 +35,7 @@ CONFIG = BreakerSettings(
 )
 
 
-class Clock:
-    now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def half_open_breaker(clock: Clock, on_change: Callable[[], None]) -> CircuitBreaker:
+def half_open_breaker(clock: FakeClock, on_change: Callable[[], None]) -> CircuitBreaker:
     """Opened by two failed calls, half-open once its open period is over."""
 
     def changed(name: str, old: BreakerState, new: BreakerState) -> None:
@@ -70,7 +65,7 @@ async def until_done(probe: HealthProbe) -> None:
 async def test_a_probe_sent_and_refused_a_retry_counts_and_the_round_goes_on() -> None:
     """503 retry_budget: the probe reached the downstream and failed. Ending the round there
     left the breaker half-open with nobody to probe it (CI, 12-06)."""
-    clock = Clock()
+    clock = FakeClock()
     sent: list[str] = []
     probe: HealthProbe
 
@@ -105,7 +100,7 @@ async def test_a_probe_that_never_reached_the_downstream_ends_the_round(
     refusal: DownstreamError,
 ) -> None:
     """Callers hold the permits, the bulkhead or the pool: their verdicts decide."""
-    clock = Clock()
+    clock = FakeClock()
     calls = 0
     probe: HealthProbe
 
@@ -126,7 +121,7 @@ async def test_a_probe_that_never_reached_the_downstream_ends_the_round(
 async def test_a_period_that_begins_while_a_probe_is_out_gets_a_round_of_its_own() -> None:
     """Callers reopen the breaker while the first period's probe hangs; when it returns, the
     next period is probed until the breaker decides, not left half-open."""
-    clock = Clock()
+    clock = FakeClock()
     released = asyncio.Event()
     probes: list[int] = []
     probe: HealthProbe
