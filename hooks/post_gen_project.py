@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 ANSWERS: dict[str, str] = json.loads(r"""{{ cookiecutter | tojson }}""")
@@ -37,6 +38,14 @@ def remove(path: Path) -> None:
         path.unlink()
 
 
+def remove_this_copy() -> None:
+    """cookiecutter runs a hook from a rendered copy in the temp directory and leaves the copy
+    there (cookiecutter#886, kept upstream): without this, every bake leaves two files behind."""
+    here = Path(__file__).resolve()
+    if here.parent == Path(tempfile.gettempdir()).resolve():
+        here.unlink(missing_ok=True)
+
+
 def main() -> None:
     project = Path.cwd()
     for option, paths in OPTION_PATHS.items():
@@ -55,4 +64,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    remove_this_copy()
     main()

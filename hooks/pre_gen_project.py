@@ -11,6 +11,8 @@ import json
 import keyword
 import re
 import sys
+import tempfile
+from pathlib import Path
 
 ANSWERS: dict[str, object] = json.loads(r"""{{ cookiecutter | tojson }}""")
 
@@ -135,6 +137,14 @@ def problems(answers: dict[str, object]) -> list[tuple[str, str]]:
     return found
 
 
+def remove_this_copy() -> None:
+    """cookiecutter runs a hook from a rendered copy in the temp directory and leaves the copy
+    there (cookiecutter#886, kept upstream): without this, every bake leaves two files behind."""
+    here = Path(__file__).resolve()
+    if here.parent == Path(tempfile.gettempdir()).resolve():
+        here.unlink(missing_ok=True)
+
+
 def main() -> int:
     found = problems(ANSWERS)
     for answer, reason in found:
@@ -143,4 +153,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    remove_this_copy()
     sys.exit(main())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,24 @@ def test_cli_refuses_bad_slug_and_writes_nothing(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "ERROR: service_slug='Bad Slug': is not a valid slug" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("answers", [[], ["service_slug=Bad Slug"]], ids=["baked", "refused"])
+def test_a_bake_leaves_nothing_in_the_temp_directory(answers: list[str], tmp_path: Path) -> None:
+    """cookiecutter runs each hook from a rendered copy in the temp directory and never removes
+    it; the hooks remove their own copy, whether the answers are refused or baked."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    subprocess.run(
+        [sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE), *answers],
+        cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(temp)},
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert (tmp_path / "pool-service").exists() == (not answers)  # the hooks ran either way
+    assert list(temp.iterdir()) == []
 
 
 def test_unicode_text_answers_are_data_not_code(tmp_path: Path) -> None:
