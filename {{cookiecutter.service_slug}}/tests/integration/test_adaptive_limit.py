@@ -66,7 +66,7 @@ async def test_the_bulkhead_follows_the_downstreams_capacity_down_and_back_up(
     async with one_downstream(fault.base_url, **SETTINGS, **transport) as catalog:
         narrowed = await load(catalog, 6.0)
         fault.set_fault("items", "degrade", capacity=WIDTH, latency_ms=LATENCY_MS)  # it is back
-        widened = await load(catalog, 4.0)
+        widened = await load(catalog, 6.0)  # as long as narrowing: a loaded machine is slower
         view = describe(catalog)["bulkhead"]
         assert catalog.bulkhead.in_flight == 0
     assert CAPACITY // 2 <= median(narrowed) <= 2 * CAPACITY, (narrowed, widened)

@@ -34,13 +34,14 @@ def pool_of(size: int, keepalive: int | None = None, **fields: Any) -> dict[str,
 
 @pytest.mark.anyio
 async def test_max_connections_is_never_exceeded(fault: RunningFaultServer, engine: str) -> None:
-    """Twelve requests at once through a pool of three: three connections, the rest wait."""
-    fault.set_fault("items", "slow", latency_ms=100)
+    """Twelve requests at once through a pool of three: three connections, the rest wait (the
+    answers are slow enough that a loaded machine still sees all twelve in the pool at once)."""
+    fault.set_fault("items", "slow", latency_ms=500)
     timeouts = {"pool": 2.0, "read": 3.0}
     pool = pool_of(3, timeouts=timeouts)
     async with one_downstream(fault.base_url, engine=engine, **pool) as catalog:
         calls = [asyncio.ensure_future(catalog.client.get(f"/items/{i}")) for i in range(12)]
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
         busy = catalog.pool_stats()
         responses = await asyncio.gather(*calls)
     assert [r.status_code for r in responses] == [200] * 12

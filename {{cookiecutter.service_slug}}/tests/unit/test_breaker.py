@@ -173,6 +173,22 @@ def test_a_timer_firing_early_waits_for_the_rest_of_the_open_period() -> None:
     assert changes[-1] == ("catalog", BreakerState.OPEN, BreakerState.HALF_OPEN)
 
 
+def test_with_a_timer_a_read_changes_nothing_and_a_call_still_turns_half_open() -> None:
+    """The timer owns the transition: a read past the open period (from another thread, say,
+    where the hook could not start the health probe) leaves it to the timer; a call that comes
+    before the timer fires is let through as a probe, as without one."""
+    clock = FakeClock()
+    timers = FakeTimers(clock)
+    breaker, changes = make_breaker(clock, timers=timers)
+    trip(breaker)
+    clock.advance(5.0)  # the period is over, the timer has not fired yet
+    assert state_of(breaker) is BreakerState.OPEN
+    assert breaker.snapshot().state is BreakerState.OPEN
+    assert changes[-1][2] is BreakerState.OPEN
+    assert breaker.acquire() != NOT_A_PROBE
+    assert changes[-1] == ("catalog", BreakerState.OPEN, BreakerState.HALF_OPEN)
+
+
 def test_without_a_timer_the_next_read_or_call_turns_half_open() -> None:
     clock = FakeClock()
     breaker, _ = make_breaker(clock)

@@ -14,8 +14,10 @@ Its tuning is ``config.BreakerSettings``, the one place its defaults and bounds 
 
 No method awaits or locks: each runs to completion within one event-loop step, so one
 breaker is safe for every task on a loop, but it is not thread-safe. Timed transitions use
-the ``schedule`` callable it is given (``loop.call_later``); without one they happen on the
-next call or read.
+the ``schedule`` callable it is given (``loop.call_later``), and then reading ``state`` or a
+``snapshot`` changes nothing: a read from another thread (a test, a debugger) cannot make the
+open -> half-open transition, whose hook starts the health probe on the loop. Without a
+``schedule`` they happen on the next call or read.
 """
 
 import contextlib
@@ -323,7 +325,8 @@ class CircuitBreaker:
             self._half_open()
 
     def _half_open_if_due(self) -> None:
-        if self._state is _OPEN and self._clock() >= self._next_probe_at:
+        """A read's transition, only when no timer owns it (see the module docstring)."""
+        if self._schedule is None and self._state is _OPEN and self._clock() >= self._next_probe_at:
             self._half_open()
 
     def _half_open(self) -> None:
